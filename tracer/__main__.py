@@ -1,0 +1,5 @@
+"""Allow `python -m tracer`."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,228 @@
+"""One tracing run: load the program, seed roles, drain events, write buckets."""
+
+import logging
+import os
+import platform
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+
+from . import __version__, environment, procfs
+from .attribution import ProcessTable
+from .counters import CounterReader
+from .events import EventTranslator
+from .probes import probe_kernel
+from .program import ProgramOptions, TracerProgram
+from .roles import RoleNumbers
+from .stream import StreamWriter
+from .syscalls import abis_for_machine
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.05
+RESCAN_SECONDS = 1.0
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class TraceOptions:
+    """Everything that shapes one tracing run."""
+
+    rules: object
+    output: str
+    duration: float = None
+    interval: float = 1.0
+    force: bool = False
+    program: ProgramOptions = field(default_factory=ProgramOptions)
+    rescan_seconds: float = RESCAN_SECONDS
+    on_ready: object = None  # called once seeding is done
+    on_bucket: object = None  # called with each bucket record
+
+
+def monotonic_ns():
+    """Return CLOCK_MONOTONIC in ns, the clock of bpf_ktime_get_ns()."""
+    return time.monotonic_ns()
+
+
+class StopRequested:
+    """Turns SIGINT, SIGTERM and SIGHUP into a flag the loop checks."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self):
+        self.signal = None
+        self.previous = {}
+
+    def __enter__(self):
+        for number in self.SIGNALS:
+            self.previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def _handle(self, number, _frame):
+        self.signal = number
+
+    def __exit__(self, *_exc):
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+    def __bool__(self):
+        return self.signal is not None
+
+
+def prepare_environment():
+    """Run the checks every BPF-loading command needs; return (bcc module, tracefs path, warnings)."""
+    environment.require_root()
+    environment.require_bpf_capabilities()
+    bcc = environment.import_bcc()
+    tracefs = environment.tracefs_root()
+    warning = environment.prepare_kernel_headers()
+    return bcc, tracefs, [warning] if warning else []
+
+
+def load_program(options, count_syscalls=True):
+    """Check the machine, then compile, load and attach the program; return (program, warnings)."""
+    bcc, tracefs, warnings = prepare_environment()
+    features = probe_kernel(tracefs, bcc.BPF, count_syscalls=count_syscalls)
+    for warning in warnings + features.warnings:
+        log.warning("%s", warning)
+    program = TracerProgram(bcc, options, features)
+    return program, bcc, features
+
+
+def scan_processes():
+    """Return every process in /proc as pid -> (ppid, cmdline, comm, threads)."""
+    processes = {}
+    for pid in procfs.list_pids():
+        stat = procfs.read_stat(pid)
+        if stat is None:
+            continue
+        processes[pid] = (stat[0], procfs.read_cmdline(pid) or "", procfs.read_comm(pid) or "", stat[1])
+    return processes
+
+
+class TraceSession:
+    """A tracing run from load to trailer."""
+
+    def __init__(self, options):
+        self.options = options
+        self.lost_totals = {}
+        self.role_totals = {}
+
+    def run(self):
+        """Trace until the duration ends or a stop signal arrives; return the trailer record."""
+        options = self.options
+        program, bcc, features = load_program(options.program, options.program.count_syscalls)
+        try:
+            with StreamWriter.create(options.output, force=options.force) as writer:
+                return self._trace(program, bcc, features, writer)
+        finally:
+            program.close()
+
+    def _header(self, features, start_ns):
+        native, compat = abis_for_machine(platform.machine())
+        options = self.options
+        return {
+            "type": "header",
+            "schema": SCHEMA_VERSION,
+            "tool": "agent-tracer",
+            "version": __version__,
+            "host": socket.gethostname(),
+            "kernel": platform.release(),
+            "arch": native,
+            "compat_arch": compat,
+            "clock": {"monotonic_ns": monotonic_ns(), "realtime_ns": time.time_ns()},
+            "start": start_ns,
+            "interval": options.interval,
+            "preset": options.rules.preset,
+            "roles": options.rules.describe(),
+            "syscalls": options.program.count_syscalls,
+            "failed_execs": options.program.count_syscalls and features.exec_attempts,
+            "options": {
+                "duration": options.duration,
+                "max_roles": options.program.max_roles,
+                "ringbuf_pages": options.program.ringbuf_pages,
+                "exit_group_dead": features.exit_group_dead,
+                "raw_tracepoint": features.raw_tracepoint,
+                "ring_buffer": features.ring_buffer,
+            },
+        }
+
+    def _trace(self, program, bcc, features, writer):
+        options = self.options
+        numbers = RoleNumbers(options.program.max_roles)
+        table = ProcessTable(program, options.rules, numbers)
+        translator = EventTranslator(table, numbers, writer)
+        program.open_events(translator.handle)
+        counters = CounterReader(program, bcc.libbcc.lib)
+
+        start_ns = monotonic_ns()
+        writer.write(self._header(features, start_ns))
+
+        # The program is attached: every fork from here on inherits a role in
+        # the kernel. Two passes over /proc catch the processes forked while
+        # the first pass was writing the map.
+        for record in table.seed(scan_processes(), monotonic_ns()):
+            writer.write(record)
+        for record in table.seed(scan_processes(), monotonic_ns()):
+            writer.write(record)
+        writer.flush()
+        if options.on_ready:
+            options.on_ready(table)
+
+        reason = self._loop(program, table, translator, counters, writer, start_ns)
+
+        program.drain_events()
+        end_ns = monotonic_ns()
+        self._write_bucket(counters, numbers, writer, self.bucket_start, end_ns)
+        trailer = {"type": "trailer", "ts": end_ns, "end": end_ns, "lost": self.lost_totals, "reason": reason}
+        writer.write(trailer)
+        return trailer
+
+    def _loop(self, program, table, translator, counters, writer, start_ns):
+        options = self.options
+        interval_ns = int(options.interval * 1e9)
+        deadline = start_ns + int(options.duration * 1e9) if options.duration else None
+        self.bucket_start = start_ns
+        next_rescan = time.monotonic() + options.rescan_seconds
+
+        with StopRequested() as stop:
+            while True:
+                time.sleep(POLL_SECONDS)
+                program.drain_events()
+                now_ns = monotonic_ns()
+
+                if now_ns - self.bucket_start >= interval_ns:
+                    bucket_end = self.bucket_start + interval_ns
+                    self._write_bucket(counters, table.numbers, writer, self.bucket_start, bucket_end)
+                    self.bucket_start = bucket_end
+                    writer.flush()
+
+                if time.monotonic() >= next_rescan:
+                    for record in table.rescan(now_ns):
+                        writer.write(record)
+                    next_rescan = time.monotonic() + options.rescan_seconds
+
+                if stop:
+                    log.info("stopping on signal %s", signal.Signals(stop.signal).name)
+                    return "signal"
+                if deadline and now_ns >= deadline:
+                    return "duration"
+
+    def _write_bucket(self, counters, numbers, writer, start_ns, end_ns):
+        by_number, lost = counters.read_deltas()
+        if self.options.program.count_syscalls is False:
+            for entry in by_number.values():
+                entry.pop("syscalls", None)
+                entry.pop("syscalls_compat", None)
+        roles = {}
+        for number, entry in by_number.items():
+            name = numbers.name(number)
+            if name is not None:
+                roles[name] = entry
+        for kind, count in lost.items():
+            self.lost_totals[kind] = self.lost_totals.get(kind, 0) + count
+        record = {"type": "bucket", "start": start_ns, "end": end_ns, "roles": roles, "lost": lost}
+        writer.write(record)
+        if self.options.on_bucket:
+            self.options.on_bucket(record)
