@@ -8,7 +8,8 @@
  * compiles it against headers of another kernel version.
  *
  * Built by tracer/program.py with these -D flags:
- *   MAX_PID, MAX_ROLES, RINGBUF_PAGES, EXEC_STASH_SIZE, OVERFLOW_SIZE
+ *   MAX_PID, MAX_ROLES, RINGBUF_PAGES, EXEC_STASH_SIZE, OVERFLOW_SIZE,
+ *   ARGV_AREA_SIZE
  *   HAVE_EXIT_GROUP_DEAD, USE_RAW_TRACEPOINT, USE_PERF_BUFFER (compat.h)
  *   COUNT_SYSCALLS      attach raw_syscalls:sys_enter
  *   TRACE_EXEC_ATTEMPTS attach syscalls:sys_{enter,exit}_execve{,at}
@@ -47,12 +48,21 @@ BPF_PERCPU_ARRAY(cpu_ns, u64, MAX_ROLES);
 /* 0 -> time of this CPU's last context switch. Written by sched_switch. */
 BPF_PERCPU_ARRAY(last_switch_ns, u64, 1);
 
+/* tgid -> the process's argv area (arg_start and arg_end of /proc/PID/stat).
+ * Written by user space for the processes it seeds, copied to the child by
+ * task_newtask (a fork without exec shares its parent's layout), deleted by
+ * sched_process_exec and sched_process_exit. */
+BPF_HASH(argv_area, u32, struct argv_area, ARGV_AREA_SIZE);
+
 /* thread id -> exec attempt. Written by sys_enter_execve(at); deleted by
  * sched_process_exec (success) or sys_exit_execve(at) (failure). */
 BPF_HASH(exec_attempts, u32, struct exec_args, EXEC_STASH_SIZE);
 
 /* 0 -> scratch space for an exec attempt or event, too big for the stack. */
 BPF_PERCPU_ARRAY(exec_scratch, struct exec_event, 1);
+
+/* Never written: gives user space BCC's ctypes view of struct fork_event. */
+BPF_PERCPU_ARRAY(fork_event_layout, struct fork_event, 1);
 
 /* lost_kind -> count. Written wherever something is dropped. */
 BPF_PERCPU_ARRAY(lost_counts, u64, LOST_KINDS);
@@ -168,6 +178,44 @@ static __always_inline void fill_event(struct event *ev, u32 kind, u32 pid,
 }
 
 /*
+ * Emit a fork event; when the parent's argv area is known, hand it to the
+ * child and send the parent's current title along.
+ */
+static __always_inline int emit_fork(void *ctx, u32 parent, u32 child, u16 role)
+{
+	struct argv_area *area = argv_area.lookup(&parent);
+	struct argv_area copy;
+	struct fork_event *titled;
+	struct event *ev;
+
+	if (!area) {
+		ev = reserve_event(sizeof(*ev));
+		if (!ev)
+			return 0;
+		fill_event(ev, EVENT_FORK, child, role);
+		ev->ppid = parent;
+		submit_event(ctx, ev, sizeof(*ev));
+		return 0;
+	}
+
+	copy = *area;
+	if (argv_area.update(&child, &copy))
+		count_lost(LOST_ARGV_AREA);
+
+	titled = reserve_event(sizeof(*titled));
+	if (!titled)
+		return 0;
+	fill_event(&titled->hdr, EVENT_FORK, child, role);
+	titled->hdr.ppid = parent;
+	titled->title_len = copy.len;
+	titled->pad = 0;
+	if (bpf_probe_read_user(titled->title, sizeof(titled->title), (void *)copy.start))
+		titled->title_len = 0;
+	submit_event(ctx, titled, sizeof(*titled));
+	return 0;
+}
+
+/*
  * task:task_newtask fires in the parent's context for every new task once
  * copy_process() can no longer fail, with the new task's id and clone
  * flags. One hook therefore tells threads from processes and hands the role
@@ -203,13 +251,7 @@ TRACEPOINT_PROBE(task, task_newtask)
 	role_of_tgid.update(&child, &role);
 	set_thread_count(child, 1);
 
-	ev = reserve_event(sizeof(*ev));
-	if (!ev)
-		return 0;
-	fill_event(ev, EVENT_FORK, child, role);
-	ev->ppid = tgid;
-	submit_event(args, ev, sizeof(*ev));
-	return 0;
+	return emit_fork(args, tgid, child, role);
 }
 
 /*
@@ -232,6 +274,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 		return 0;
 
 	role_of_tgid.update(&tgid, &none);
+	argv_area.delete(&tgid);
 
 	ev = reserve_event(sizeof(*ev));
 	if (!ev)
@@ -260,6 +303,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 		return 0;
 
 	set_thread_count(tgid, 1);
+	argv_area.delete(&tgid);
 
 	ev = reserve_event(sizeof(*ev));
 	if (!ev)

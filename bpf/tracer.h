@@ -12,6 +12,7 @@
 #define FILENAME_LEN 256
 #define ARGV_MAX 6
 #define ARG_LEN 48
+#define TITLE_LEN 128
 
 /*
  * Syscall counter slots per role: native numbers in [0, ABI_SLOTS), compat
@@ -35,7 +36,8 @@ enum lost_kind {
 	LOST_PID_RANGE = 1,	/* a pid at or above MAX_PID: no role slot */
 	LOST_EXEC_STASH = 2,	/* exec attempt not stashed: map full */
 	LOST_SYSCALL_OVERFLOW = 3,	/* out-of-table syscall not counted: map full */
-	LOST_KINDS = 4,
+	LOST_ARGV_AREA = 4,	/* a child's argv area not recorded: map full */
+	LOST_KINDS = 5,
 };
 
 /*
@@ -67,6 +69,25 @@ struct exec_args {
 	char argv[ARGV_MAX * ARG_LEN];
 	__u32 argc;	/* arguments seen; ARGV_MAX + 1 when there were more */
 	__s32 fd;	/* execveat's dirfd; -1 for execve */
+};
+
+/*
+ * A fork event from a parent whose argv area is known carries the first
+ * TITLE_LEN bytes of that area as they were at the fork: a worker that set
+ * its title after its own fork (Ruby's `$0=` rewrites argv) is recognised
+ * from it even when the worker is gone before user space could read /proc.
+ */
+struct fork_event {
+	struct event hdr;
+	__u32 title_len;	/* bytes of the argv area; may exceed TITLE_LEN */
+	__u32 pad;
+	char title[TITLE_LEN];
+};
+
+/* Where a process keeps its argv area: arg_start and arg_end - arg_start. */
+struct argv_area {
+	__u64 start;
+	__u64 len;
 };
 
 /* exec and exec_failed events carry the attempt after the header. */

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from . import procfs
+from .roles import cmdline_text
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class Proc:
     role: str
     is_root: bool = False
     checked_at: float = 0.0
+    title: str = None
 
 
 class ProcessTable:
@@ -63,24 +65,25 @@ class ProcessTable:
     def seed(self, processes, now_ns):
         """Attribute already-running processes; return the root and task records.
 
-        processes maps pid -> (ppid, cmdline, comm, threads). A process
-        belongs to its nearest ancestor that is a role root.
+        processes maps pid -> (ppid, cmdline, comm, threads, argv_area). A
+        process belongs to its nearest ancestor that is a role root.
         """
         records = []
         roots = {}
-        for pid, (_ppid, cmdline, comm, _threads) in processes.items():
+        for pid, (_ppid, cmdline, comm, _threads, _argv_area) in processes.items():
             role = self.rules.match(cmdline or "", comm or "")
             if role:
                 roots[pid] = role
 
         for pid in sorted(processes):
-            ppid, cmdline, comm, threads = processes[pid]
+            ppid, cmdline, comm, threads, argv_area = processes[pid]
             if pid in self.procs:
                 continue
             role, is_root = self._nearest_root(pid, processes, roots)
             if role is None or not self._give_role(pid, role, threads):
                 continue
-            self.procs[pid] = Proc(pid, ppid, role, is_root, time.monotonic())
+            self.program.set_argv_area(pid, argv_area)
+            self.procs[pid] = Proc(pid, ppid, role, is_root, time.monotonic(), cmdline)
             if is_root:
                 records.append(
                     {"type": "root", "ts": now_ns, "pid": pid, "role": role, "cmdline": cmdline, "reason": "seed"}
@@ -125,14 +128,16 @@ class ProcessTable:
 
     def make_root(self, pid, role, cmdline, now_ns, reason):
         """Make pid the root of role, moving its known descendants along; return records."""
-        stat = procfs.read_stat(pid, self.proc)
-        if stat is None:
-            return []
-        ppid, threads = stat
         previous = self.procs.get(pid)
+        stat = procfs.read_stat(pid, self.proc)
+        if stat is None and previous is None:
+            return []
+        # A process that is already gone keeps the parent user space knew.
+        ppid, threads, argv_area = stat if stat else (previous.ppid, 1, (0, 0))
         if not self._give_role(pid, role, threads):
             return []
-        self.procs[pid] = Proc(pid, ppid, role, True, time.monotonic())
+        self.program.set_argv_area(pid, argv_area)
+        self.procs[pid] = Proc(pid, ppid, role, True, time.monotonic(), cmdline)
         records = [{"type": "root", "ts": now_ns, "pid": pid, "role": role, "cmdline": cmdline, "reason": reason}]
 
         if previous is None:
@@ -153,11 +158,18 @@ class ProcessTable:
         for child in children:
             try:
                 with child.oneshot():
-                    processes[child.pid] = (child.ppid(), procfs.read_cmdline(child.pid, self.proc), child.name(), child.num_threads())
+                    stat = procfs.read_stat(child.pid, self.proc)
+                    processes[child.pid] = (
+                        child.ppid(),
+                        procfs.read_cmdline(child.pid, self.proc),
+                        child.name(),
+                        child.num_threads(),
+                        stat[2] if stat else (0, 0),
+                    )
             except psutil.Error:
                 continue
         stat = procfs.read_stat(root, self.proc)
-        processes[root] = (stat[0] if stat else 0, None, None, 1)
+        processes[root] = (stat[0] if stat else 0, None, None, 1, (0, 0))
         return self.seed(processes, now_ns)
 
     def _move_descendants(self, root, role):
@@ -199,6 +211,18 @@ class ProcessTable:
         if not cmdline:
             return []
         role = self.rules.match(cmdline, self._comm(pid))
+        if not role or role == proc.role:
+            return []
+        return self.make_root(pid, role, cmdline, now_ns, "retitle")
+
+    def note_title(self, pid, title, comm, now_ns):
+        """Take the title a parent had at a fork; return root records if it names a new role."""
+        proc = self.procs.get(pid)
+        cmdline = cmdline_text(title)
+        if proc is None or not cmdline or proc.title == cmdline:
+            return []
+        proc.title = cmdline
+        role = self.rules.match(cmdline, comm)
         if not role or role == proc.role:
             return []
         return self.make_root(pid, role, cmdline, now_ns, "retitle")

@@ -52,6 +52,7 @@ LOST_KINDS = {
     "LOST_PID_RANGE": "pid_range",
     "LOST_EXEC_STASH": "exec_stash",
     "LOST_SYSCALL_OVERFLOW": "syscall_overflow",
+    "LOST_ARGV_AREA": "argv_area",
 }
 
 

@@ -10,7 +10,7 @@ import click
 from . import __version__
 from .errors import TracerError
 from .program import DEFAULT_MAX_ROLES, DEFAULT_RINGBUF_PAGES, ProgramOptions
-from .roles import load_preset, preset_names
+from .roles import RoleSet, compile_rule, load_preset, preset_names
 
 log = logging.getLogger("tracer")
 
@@ -80,15 +80,37 @@ def validate_ringbuf_pages(value):
         raise click.BadParameter(f"{value} is not a power of two", param_hint="--ringbuf-pages")
 
 
+def rules_from_options(preset, role_specs):
+    """Return the RoleSet that --role options (or else the preset) describe."""
+    if not role_specs:
+        return load_preset(preset)
+    rules = []
+    for spec in role_specs:
+        name, separator, pattern = spec.partition("=")
+        if not separator or not name or not pattern:
+            raise click.BadParameter(f"'{spec}' is not NAME=REGEX", param_hint="--role")
+        rules.append(compile_rule(name, pattern))
+    return RoleSet(rules=tuple(rules))
+
+
 @main.command()
 @click.option("--preset", default="opsworks", show_default=True, help="Named set of role rules.")
+@click.option(
+    "--role",
+    "role_specs",
+    multiple=True,
+    metavar="NAME=REGEX",
+    help="Role rule on the full command line (repeatable; replaces the preset). "
+    "A named group 'role' in REGEX names the role.",
+)
+@click.option("--rescan-interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True, help="Seconds between scans of /proc for new role roots.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Seconds to trace; until Ctrl-C when absent.")
 @click.option("--interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True, help="Bucket length in seconds.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the msgpack stream to this file.")
 @click.option("--force", is_flag=True, help="Replace the output file if it exists.")
 @click.option("--format", "report_format", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True, help="Format of the report printed on exit.")
 @program_option_flags
-def trace(preset, duration, interval, output, force, report_format, no_syscalls, max_roles, ringbuf_pages):
+def trace(preset, role_specs, rescan_interval, duration, interval, output, force, report_format, no_syscalls, max_roles, ringbuf_pages):
     """Trace the roles' process trees and print a report on exit (needs root).
 
     \b
@@ -96,13 +118,13 @@ def trace(preset, duration, interval, output, force, report_format, no_syscalls,
       agent-tracer trace                       # OpsWorks roles, until Ctrl-C
       agent-tracer trace --duration 600 -o configure.msgpack
       agent-tracer trace --no-syscalls --interval 10
+      agent-tracer trace --role 'chef=^/opt/chef/embedded/bin/ruby .*chef-client'
     """
     from .live import LiveSummary
-    from .report import render_report
     from .session import TraceOptions, TraceSession
 
     validate_ringbuf_pages(ringbuf_pages)
-    rules = load_preset(preset)
+    rules = rules_from_options(preset, role_specs)
     temporary = None
     if output is None:
         handle, temporary = tempfile.mkstemp(prefix="agent-tracer-", suffix=".msgpack")
@@ -116,6 +138,7 @@ def trace(preset, duration, interval, output, force, report_format, no_syscalls,
         duration=duration,
         interval=interval,
         force=force,
+        rescan_seconds=rescan_interval,
         program=program_options(no_syscalls, max_roles, ringbuf_pages),
         on_ready=lambda table: live.started(rules, output if not temporary else None, duration),
         on_bucket=live.bucket,
@@ -168,11 +191,25 @@ def presets():
             click.echo(f"  {rule.name:<18} {rule.describe()}")
 
 
+def render_report(paths, report_format):
+    """Build the report of streams and return it formatted as table, json or csv."""
+    from .report import build_report
+    from .report.command import FORMATTERS
+
+    report = build_report(paths)
+    for warning in report["warnings"]:
+        log.warning("%s", warning)
+    return FORMATTERS[report_format](report)
+
+
 def register_optional_commands():
     """Add the commands that live in their own modules."""
     from .report.command import report_command
 
+    from .demo import demo
+
     main.add_command(report_command, "report")
+    main.add_command(demo, "demo")
 
 
 register_optional_commands()

@@ -77,6 +77,8 @@ class CounterReader:
         self.abi_slots = constants["ABI_SLOTS"]
         self.lost_names = bpfdefs.lost_kind_names()
         self.count_syscalls = program.options.count_syscalls
+        self.program = program
+        self.previous_perf_lost = 0
 
         bpf = program.bpf
         self.syscalls = (
@@ -131,6 +133,12 @@ class CounterReader:
             if lost_now[index] != self.previous_lost[index]
         }
         self.previous_lost = lost_now
+
+        # The perf buffer fallback counts its losses in user space.
+        perf_lost = getattr(self.program, "perf_lost", 0)
+        if perf_lost != self.previous_perf_lost:
+            lost["events"] = lost.get("events", 0) + perf_lost - self.previous_perf_lost
+            self.previous_perf_lost = perf_lost
         return by_role, lost
 
     def _add_overflow(self, role_entry):

@@ -49,8 +49,11 @@ class EventTranslator:
             self.writer.write(record)
             self.counts[record["type"]] = self.counts.get(record["type"], 0) + 1
 
-    def _fork(self, event, _args, kernel_role):
-        records = self.table.check_retitle(event.ppid, event.ts)
+    def _fork(self, event, title, kernel_role):
+        if title is not None:
+            records = self.table.note_title(event.ppid, title, c_string(event.comm), event.ts)
+        else:
+            records = self.table.check_retitle(event.ppid, event.ts)
         role = self.table.on_fork(event.pid, event.ppid, kernel_role)
         records.append({"type": "fork", "ts": event.ts, "pid": event.pid, "ppid": event.ppid, "tid": event.tid, "role": role})
         return records

@@ -26,15 +26,22 @@ def read_comm(pid, proc=PROC):
 
 
 def read_stat(pid, proc=PROC):
-    """Return (ppid, num_threads) of pid from /proc/PID/stat, or None if it is gone."""
+    """Return (ppid, num_threads, (arg_start, arg_end)) of pid from /proc/PID/stat, or None.
+
+    The argv area's user addresses read as 0 for kernel threads and for
+    processes whose memory this process may not inspect; None means the
+    process is gone.
+    """
     try:
         with open(f"{proc}/{pid}/stat", "rb") as source:
             text = source.read()
     except OSError:
         return None
     # comm (field 2) may contain spaces and parentheses: split after the last ')'.
+    # Field n of proc(5) is fields[n - 3].
     fields = text[text.rindex(b")") + 2 :].split()
-    return int(fields[1]), int(fields[17])
+    area = (int(fields[45]), int(fields[46])) if len(fields) > 46 else (0, 0)
+    return int(fields[1]), int(fields[17]), area
 
 
 def list_pids(proc=PROC):

@@ -15,6 +15,7 @@ DEFAULT_MAX_ROLES = 32
 DEFAULT_RINGBUF_PAGES = 2048  # 8 MiB with 4 KiB pages
 DEFAULT_EXEC_STASH = 16384
 DEFAULT_OVERFLOW = 1024
+DEFAULT_ARGV_AREAS = 65536
 
 
 def read_pid_max(path="/proc/sys/kernel/pid_max"):
@@ -32,6 +33,7 @@ class ProgramOptions:
     ringbuf_pages: int = DEFAULT_RINGBUF_PAGES
     exec_stash: int = DEFAULT_EXEC_STASH
     overflow: int = DEFAULT_OVERFLOW
+    argv_areas: int = DEFAULT_ARGV_AREAS
 
 
 def build_cflags(options, features):
@@ -45,6 +47,7 @@ def build_cflags(options, features):
         f"-DRINGBUF_PAGES={options.ringbuf_pages}",
         f"-DEXEC_STASH_SIZE={options.exec_stash}",
         f"-DOVERFLOW_SIZE={options.overflow}",
+        f"-DARGV_AREA_SIZE={options.argv_areas}",
     ]
     flags += features.cflags()
     if options.count_syscalls:
@@ -87,7 +90,8 @@ class TracerProgram:
 
         self.exec_event_type = self.bpf["exec_scratch"].sLeaf
         self.event_type = dict(self.exec_event_type._fields_)["hdr"]
-        self.event_size = ct.sizeof(self.event_type)
+        self.fork_event_type = self.bpf["fork_event_layout"].sLeaf
+        self.argv_area_map = self.bpf["argv_area"]
         self.role_map = self.bpf["role_of_tgid"]
         self.thread_map = None if features.exit_group_dead else self.bpf["thread_count"]
 
@@ -100,6 +104,16 @@ class TracerProgram:
             self.thread_map[ct.c_int(tgid)] = ct.c_uint32(threads)
         return True
 
+    def set_argv_area(self, tgid, area):
+        """Tell the kernel where process tgid keeps its argv area, so that its forks carry its title.
+
+        area is (arg_start, arg_end) from /proc/PID/stat.
+        """
+        start, end = area
+        if start and end > start:
+            value = self.argv_area_map.Leaf(start, end - start)
+            self.argv_area_map[ct.c_uint32(tgid)] = value
+
     def role_of(self, tgid):
         """Return the kernel's role number for tgid (0 when not attributed)."""
         if tgid >= self.max_pid:
@@ -107,16 +121,29 @@ class TracerProgram:
         return self.role_map[ct.c_int(tgid)].value
 
     def open_events(self, callback):
-        """Route every event to callback(kind, event, exec_args_or_None)."""
+        """Route every event to callback(event, payload).
+
+        payload is the exec_args struct of exec and exec_failed events, the
+        parent's title bytes of a fork event that carries one, else None.
+        """
         event_ptr = ct.POINTER(self.event_type)
         exec_ptr = ct.POINTER(self.exec_event_type)
+        fork_ptr = ct.POINTER(self.fork_event_type)
         exec_kinds = {bpfdefs.constant("EVENT_EXEC"), bpfdefs.constant("EVENT_EXEC_FAILED")}
+        fork_kind = bpfdefs.constant("EVENT_FORK")
+        exec_size = ct.sizeof(self.exec_event_type)
+        fork_size = ct.sizeof(self.fork_event_type)
+        title_offset = self.fork_event_type.title.offset
+        title_size = self.fork_event_type.title.size
+        length_offset = self.fork_event_type.title_len.offset
 
         def on_event(_ctx, data, size):
             event = ct.cast(data, event_ptr).contents
-            if event.kind in exec_kinds and size >= ct.sizeof(self.exec_event_type):
-                full = ct.cast(data, exec_ptr).contents
-                callback(event, full.args)
+            if event.kind in exec_kinds and size >= exec_size:
+                callback(event, ct.cast(data, exec_ptr).contents.args)
+            elif event.kind == fork_kind and size >= fork_size:
+                length = ct.c_uint32.from_address(data + length_offset).value
+                callback(event, ct.string_at(data + title_offset, min(length, title_size)))
             else:
                 callback(event, None)
             return 0

@@ -38,6 +38,7 @@ class TraceOptions:
     rescan_seconds: float = RESCAN_SECONDS
     on_ready: object = None  # called once seeding is done
     on_bucket: object = None  # called with each bucket record
+    stop_when: object = None  # polled each loop; a true result ends the run
 
 
 def monotonic_ns():
@@ -91,13 +92,14 @@ def load_program(options, count_syscalls=True):
 
 
 def scan_processes():
-    """Return every process in /proc as pid -> (ppid, cmdline, comm, threads)."""
+    """Return every process in /proc as pid -> (ppid, cmdline, comm, threads, argv_area)."""
     processes = {}
     for pid in procfs.list_pids():
         stat = procfs.read_stat(pid)
         if stat is None:
             continue
-        processes[pid] = (stat[0], procfs.read_cmdline(pid) or "", procfs.read_comm(pid) or "", stat[1])
+        ppid, threads, argv_area = stat
+        processes[pid] = (ppid, procfs.read_cmdline(pid) or "", procfs.read_comm(pid) or "", threads, argv_area)
     return processes
 
 
@@ -206,6 +208,8 @@ class TraceSession:
                 if stop:
                     log.info("stopping on signal %s", signal.Signals(stop.signal).name)
                     return "signal"
+                if options.stop_when and options.stop_when():
+                    return "done"
                 if deadline and now_ns >= deadline:
                     return "duration"
 
