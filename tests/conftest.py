@@ -41,3 +41,22 @@ def live_tracer(tmp_path_factory):
     yield tracer
     code, _ = tracer.stop()
     assert code == 0, f"tracer exited with {code}: {tracer.stderr_text()}"
+
+
+@pytest.fixture(scope="session")
+def compat_tracer(tmp_path_factory):
+    """A second shared run that believes sched_process_exit has no group_dead (as on 6.1)."""
+    from livetracer import LiveTracer
+
+    env = dict(os.environ, AGENT_TRACER_HIDE_FIELDS="sched_process_exit.group_dead")
+    tracer = LiveTracer(tmp_path_factory.mktemp("compat") / "session.msgpack", env=env)
+    tracer.wait_ready()
+    yield tracer
+    code, _ = tracer.stop()
+    assert code == 0, f"tracer exited with {code}: {tracer.stderr_text()}"
+
+
+@pytest.fixture(params=["live_tracer", "compat_tracer"], ids=["native", "no_group_dead"])
+def any_tracer(request):
+    """Each shared tracer run in turn: the kernel's own layout, then the fallback without group_dead."""
+    return request.getfixturevalue(request.param)

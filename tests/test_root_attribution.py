@@ -38,8 +38,8 @@ def test_threads_are_not_forks(live_tracer):
     assert summary["execs"] == 0
 
 
-def test_fork_kinds(live_tracer):
-    _, workload, output, summary, _ = run_case(live_tracer, "forkkinds", "fork_kinds")
+def test_fork_kinds(any_tracer):
+    _, workload, output, summary, _ = run_case(any_tracer, "forkkinds", "fork_kinds")
     assert summary["process_forks"] == 5
     assert summary["thread_creations"] == 4
     assert summary["execs"] == 2
@@ -49,8 +49,8 @@ def test_fork_kinds(live_tracer):
     assert thread_fork[0]["ppid"] == workload.pid
 
 
-def test_shell_loop(live_tracer):
-    _, _, _, summary, records = run_case(live_tracer, "shell", "shell_loop")
+def test_shell_loop(any_tracer):
+    _, _, _, summary, records = run_case(any_tracer, "shell", "shell_loop")
     assert summary["process_forks"] == 6
     assert summary["execs"] == 6
     for record in records:

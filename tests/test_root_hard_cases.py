@@ -15,11 +15,11 @@ pytestmark = pytest.mark.root
 WORKLOADS = os.path.join(os.path.dirname(__file__), "workloads")
 
 
-def test_thread_exit_and_exec_from_thread(live_tracer):
+def test_thread_exit_and_exec_from_thread(any_tracer):
     role = unique_role("threadexec")
     workload = Workload(role, "cases.py", "thread_exec")
-    workload.run(live_tracer)
-    summary = role_summary(settled(live_tracer, workload.pid), role)
+    workload.run(any_tracer)
+    summary = role_summary(settled(any_tracer, workload.pid), role)
 
     assert summary["thread_creations"] == 5
     assert summary["process_forks"] == 3
@@ -30,7 +30,8 @@ def test_thread_exit_and_exec_from_thread(live_tracer):
     assert [r["filename"] for r in shells] == ["/bin/sh"]
 
 
-def test_main_thread_exit_keeps_role(live_tracer):
+def test_main_thread_exit_keeps_role(any_tracer):
+    live_tracer = any_tracer
     role = unique_role("mainexit")
     workload = Workload(role, "cases.py", "main_thread_exit", 1.0)
     live_tracer.wait_for_record(lambda r: r.get("type") == "root" and r.get("pid") == workload.pid)

@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 TRACEFS = Path("/sys/kernel/tracing")
 DEBUGFS_TRACING = Path("/sys/kernel/debug/tracing")
 HEADERS_CACHE = Path(os.environ.get("AGENT_TRACER_HEADERS_CACHE", "/var/cache/agent-tracer/kernel-headers"))
+# Where kernel headers are looked for; tests point these at empty directories.
+MODULES_ROOT = Path(os.environ.get("AGENT_TRACER_MODULES_ROOT", "/lib/modules"))
+HEADERS_ROOT = Path(os.environ.get("AGENT_TRACER_HEADERS_ROOT", "/usr/src"))
+KHEADERS = Path(os.environ.get("AGENT_TRACER_KHEADERS", "/sys/kernel/kheaders.tar.xz"))
 
 # CAP_SYS_ADMIN is 21, CAP_PERFMON 38, CAP_BPF 39 (linux/capability.h).
 CAP_SYS_ADMIN = 21
@@ -115,19 +119,20 @@ def _version_key(name):
 def running_kernel_headers(release=None):
     """Return the header tree for the running kernel, or None if there is none."""
     release = release or platform.release()
-    build = Path("/lib/modules") / release / "build"
+    build = MODULES_ROOT / release / "build"
     if (build / "include").is_dir() or (build / "Makefile").is_file():
         return build
     return None
 
 
-def distribution_header_trees(src=Path("/usr/src")):
+def distribution_header_trees(src=None):
     """List (flavour tree, common tree) pairs of installed distribution headers, newest first.
 
     Debian splits each version into linux-headers-V-FLAVOUR (generated files)
     and linux-headers-V-common (the rest); Ubuntu into linux-headers-V-FLAVOUR
     and linux-headers-V.
     """
+    src = src or HEADERS_ROOT
     pairs = []
     for tree in src.glob("linux-headers-*"):
         if tree.name.endswith("-common") or not (tree / "include").is_dir():
@@ -188,7 +193,7 @@ def prepare_kernel_headers(release=None):
         return None
     if running_kernel_headers(release) is not None:
         return None
-    if Path("/sys/kernel/kheaders.tar.xz").exists():
+    if KHEADERS.exists():
         return None
 
     pairs = distribution_header_trees()

@@ -15,10 +15,13 @@ from .environment import EnvironmentProblem
 
 log = logging.getLogger(__name__)
 
-# Tracepoint groups an operator (or a test) can make the tracer believe are
-# absent, e.g. AGENT_TRACER_HIDE_TRACEPOINTS=syscalls for a kernel built
-# without CONFIG_FTRACE_SYSCALLS.
+# Tracepoint groups and fields an operator (or a test) can make the tracer
+# believe are absent, to run the code paths of other kernels here:
+# AGENT_TRACER_HIDE_TRACEPOINTS=syscalls (a kernel built without
+# CONFIG_FTRACE_SYSCALLS), AGENT_TRACER_HIDE_FIELDS=sched_process_exit.group_dead
+# (a kernel before group_dead, such as 6.1).
 HIDE_ENV = "AGENT_TRACER_HIDE_TRACEPOINTS"
+HIDE_FIELDS_ENV = "AGENT_TRACER_HIDE_FIELDS"
 
 # Tracepoints the program cannot do without.
 REQUIRED = (
@@ -38,9 +41,13 @@ EXEC_ATTEMPTS = (
 _FIELD = re.compile(r"field:(?:[^;]*?)\s+\**(\w+)(?:\[\d*\])?;")
 
 
+def _environment_list(name):
+    return {item.strip() for item in os.environ.get(name, "").split(",") if item.strip()}
+
+
 def hidden_groups():
     """Return the tracepoint groups hidden through AGENT_TRACER_HIDE_TRACEPOINTS."""
-    return {group.strip() for group in os.environ.get(HIDE_ENV, "").split(",") if group.strip()}
+    return _environment_list(HIDE_ENV)
 
 
 def tracepoint_exists(tracefs, group, event):
@@ -53,7 +60,12 @@ def tracepoint_exists(tracefs, group, event):
 def tracepoint_fields(tracefs, group, event):
     """Return the field names of a tracepoint, from its format file."""
     text = (Path(tracefs) / "events" / group / event / "format").read_text()
-    return [name for name in _FIELD.findall(text) if not name.startswith("common_")]
+    hidden = _environment_list(HIDE_FIELDS_ENV)
+    return [
+        name
+        for name in _FIELD.findall(text)
+        if not name.startswith("common_") and f"{event}.{name}" not in hidden
+    ]
 
 
 def kernel_version(release=None):

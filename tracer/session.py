@@ -39,11 +39,28 @@ class TraceOptions:
     on_ready: object = None  # called once seeding is done
     on_bucket: object = None  # called with each bucket record
     stop_when: object = None  # polled each loop; a true result ends the run
+    observers: list = field(default_factory=list)  # each called with every record written
 
 
 def monotonic_ns():
     """Return CLOCK_MONOTONIC in ns, the clock of bpf_ktime_get_ns()."""
     return time.monotonic_ns()
+
+
+class RecordSink:
+    """Writes records to the stream and shows each one to the observers (metrics, live lines)."""
+
+    def __init__(self, writer, observers):
+        self.writer = writer
+        self.observers = observers
+
+    def write(self, record):
+        self.writer.write(record)
+        for observer in self.observers:
+            observer(record)
+
+    def flush(self):
+        self.writer.flush()
 
 
 class StopRequested:
@@ -117,7 +134,7 @@ class TraceSession:
         program, bcc, features = load_program(options.program, options.program.count_syscalls)
         try:
             with StreamWriter.create(options.output, force=options.force) as writer:
-                return self._trace(program, bcc, features, writer)
+                return self._trace(program, bcc, features, RecordSink(writer, options.observers))
         finally:
             program.close()
 
