@@ -3,15 +3,16 @@
 
 The kernel numbers its system calls in plain-text tables, one row per number:
 `<number> <abi> <name> [<entry point> [<compat entry point> [noreturn]]]`.
-This script reads the tables below KERNEL_DIR (a kernel source tree, or a
-directory that holds only the files below at the same paths) and writes one
-dict per ABI, number to name, as the kernel's scripts/syscallhdr.sh names the
-__NR_* macros. Rows without an entry point (reserved or removed calls such as
-x86_64's `uselib`) keep their name, as they do in the kernel's headers.
+This script reads the tables below KERNEL_DIR, which is a kernel source tree
+or a directory with only the files listed below at the same paths. It writes
+one dict per ABI from number to name, with the names that the kernel's
+scripts/syscallhdr.sh gives the __NR_* macros. Rows without an entry point
+(reserved or removed calls such as x86_64's `uselib`) keep their name, as
+they do in the kernel's headers.
 
     x86_64   arch/x86/entry/syscalls/syscall_64.tbl, ABIs "common" and "64".
-             The "x32" rows (512-547) are left out: x32 tasks report their
-             numbers with bit 30 (__X32_SYSCALL_BIT) set, never as these.
+             The "x32" rows (512-547) are left out because x32 tasks enter
+             with bit 30 (__X32_SYSCALL_BIT) set in every number.
     i386     arch/x86/entry/syscalls/syscall_32.tbl, ABI "i386". A 32-bit task
              on an x86_64 kernel enters raw_syscalls:sys_enter with these.
     aarch64  The table that arch/arm64/kernel/Makefile.syscalls names
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import logging
 import re
 import shlex
@@ -87,17 +89,19 @@ def read_source(kernel_dir: Path, relative: str) -> tuple[str, Source]:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise TableError(f"{path}: not found; KERNEL_DIR must be a Linux source tree, or hold {relative}") from None
+        raise TableError(
+            f"{path}: not found; KERNEL_DIR must be a Linux source tree, or hold {relative}"
+        ) from None
     except OSError as error:
-        raise TableError(f"{path}: cannot read: {error.strerror}") from None
+        raise TableError(f"{path}: read failed: {error.strerror}") from None
 
-    shown = relative
+    display_path = relative
     if path.is_symlink():
         target = path.resolve()
         root = kernel_dir.resolve()
-        shown += f" -> {target.relative_to(root) if target.is_relative_to(root) else target}"
+        display_path += f" -> {target.relative_to(root) if target.is_relative_to(root) else target}"
 
-    return data.decode("utf-8"), Source(shown, git_blob_id(data))
+    return data.decode("utf-8"), Source(display_path, git_blob_id(data))
 
 
 def parse_table(text: str, abis: set[str], origin: str) -> dict[int, str]:
@@ -115,16 +119,19 @@ def parse_table(text: str, abis: set[str], origin: str) -> dict[int, str]:
         if not fields or fields[0].startswith("#"):
             continue
 
-        if len(fields) < 3 or not fields[0].isdigit():
-            raise TableError(f"{origin}:{line_number}: expected '<number> <abi> <name> ...', got {line.strip()!r}")
+        where = f"{origin}:{line_number}"
+        if len(fields) < 3 or not fields[0].isdigit() or not fields[2].isidentifier():
+            raise TableError(f"{where}: expected '<number> <abi> <name> ...', got {line.strip()!r}")
         nr, abi, name = int(fields[0]), fields[1], fields[2]
         if abi not in abis:
             continue
 
         if nr in names:
-            raise TableError(f"{origin}:{line_number}: number {nr} is both {names[nr]!r} and {name!r} for ABIs {sorted(abis)}")
+            raise TableError(
+                f"{where}: number {nr} is both {names[nr]!r} and {name!r} for ABIs {sorted(abis)}"
+            )
         if name in numbers:
-            raise TableError(f"{origin}:{line_number}: name {name!r} has both numbers {numbers[name]} and {nr}")
+            raise TableError(f"{where}: name {name!r} has both numbers {numbers[name]} and {nr}")
         names[nr] = name
         numbers[name] = nr
 
@@ -153,7 +160,10 @@ def parse_arch_syscalls_makefile(text: str, origin: str) -> tuple[list[str], str
         if variable == "syscalltbl":
             table = value.replace("$(srctree)/", "").replace("%", "64")
             if "$" in table:
-                raise TableError(f"{origin}:{line_number}: cannot resolve the make variables in syscalltbl = {value!r}")
+                raise TableError(
+                    f"{origin}:{line_number}: cannot resolve the make variables"
+                    f" in syscalltbl = {value!r}"
+                )
             continue
 
         words = [word for word in re.split(r"[\s,]+", value) if word]
@@ -185,6 +195,11 @@ def read_aarch64(kernel_dir: Path) -> AbiTable:
 
 def read_kernel_version(kernel_dir: Path) -> str:
     """Return the version that the top Makefile of a kernel tree sets, such as 6.18."""
+    if not (kernel_dir / "Makefile").is_file():
+        raise TableError(
+            f"{kernel_dir / 'Makefile'}: not found, so the kernel version is unknown;"
+            " pass --kernel-version"
+        )
     text, _ = read_source(kernel_dir, "Makefile")
     fields = {}
     for name in ("VERSION", "PATCHLEVEL", "SUBLEVEL", "EXTRAVERSION"):
@@ -202,24 +217,27 @@ def read_kernel_version(kernel_dir: Path) -> str:
 def render(tables: list[AbiTable], kernel_version: str, command: str) -> str:
     """Return the text of tables.py."""
     lines = [
-        f"# Generated by scripts/gen_syscall_tables.py from the system call tables of Linux {kernel_version}.",
+        "# Generated by scripts/gen_syscall_tables.py from the system call tables of"
+        f" Linux {kernel_version}.",
         "# Do not edit by hand: run the command below again on the same files instead.",
         "#",
         f"# Command: {command}",
         "#",
         "# Sources, as paths below the kernel tree with their git blob ids:",
     ]
-    for source in sorted({source for table in tables for source in table.sources}, key=lambda s: s.path):
+    sources = {source for table in tables for source in table.sources}
+    for source in sorted(sources, key=lambda source: source.path):
         lines.append(f"#   {source.path} {source.blob_id}")
     lines += [
         f'"""System call names by number for each ABI, from Linux {kernel_version}."""',
         "",
-        f"KERNEL_VERSION = {kernel_version!r}",
+        f"KERNEL_VERSION = {json.dumps(kernel_version)}",
     ]
 
+    # parse_table accepts only identifiers as names, so they need no escaping.
     for table in tables:
         lines += ["", f"{ABI_CONSTANTS[table.abi]}: dict[int, str] = {{"]
-        lines += [f"    {nr}: {name!r}," for nr, name in table.names.items()]
+        lines += [f'    {nr}: "{name}",' for nr, name in table.names.items()]
         lines.append("}")
 
     return "\n".join(lines) + "\n"
@@ -234,7 +252,10 @@ def generate(kernel_dir: Path, output: Path, kernel_version: str | None, command
 
     tables = [read_x86_64(kernel_dir), read_i386(kernel_dir), read_aarch64(kernel_dir)]
     for table in tables:
-        log.info("%s: %d names, numbers %d to %d", table.abi, len(table.names), min(table.names), max(table.names))
+        numbers = table.names.keys()
+        log.info(
+            "%s: %d names, numbers %d to %d", table.abi, len(numbers), min(numbers), max(numbers)
+        )
 
     output.write_text(render(tables, kernel_version, command), encoding="utf-8")
     log.info("wrote %s", output)
@@ -242,12 +263,14 @@ def generate(kernel_dir: Path, output: Path, kernel_version: str | None, command
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="Write tracer/syscalls/tables.py from the system call tables of a Linux source tree."
+        description="Write tracer/syscalls/tables.py from the system call tables of a Linux tree."
     )
-    parser.add_argument("kernel_dir", metavar="KERNEL_DIR", type=Path, help="top directory of the Linux source tree")
+    parser.add_argument(
+        "kernel_dir", metavar="KERNEL_DIR", type=Path, help="top directory of the Linux source tree"
+    )
     parser.add_argument(
         "--kernel-version",
-        help="kernel version for the output header, such as 6.18 (default: read from KERNEL_DIR/Makefile)",
+        help="kernel version for the output header, such as 6.18 (default: KERNEL_DIR/Makefile)",
     )
     parser.add_argument(
         "-o",
@@ -259,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
 
-    command = shlex.join(["scripts/gen_syscall_tables.py", *(sys.argv[1:] if argv is None else argv)])
+    arguments = sys.argv[1:] if argv is None else argv
+    command = shlex.join(["scripts/gen_syscall_tables.py", *arguments])
     try:
         generate(args.kernel_dir, args.output, args.kernel_version, command)
     except TableError as error:

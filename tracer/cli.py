@@ -8,7 +8,10 @@ import tempfile
 import click
 
 from . import __version__
+from .agentlog import DEFAULT_AGENT_LOGS
 from .errors import TracerError
+from .output import parse_size
+from .redact import Redactor
 from .program import DEFAULT_MAX_ROLES, DEFAULT_RINGBUF_PAGES, ProgramOptions
 from .roles import RoleSet, compile_rule, load_preset, preset_names
 
@@ -80,6 +83,14 @@ def validate_ringbuf_pages(value):
         raise click.BadParameter(f"{value} is not a power of two", param_hint="--ringbuf-pages")
 
 
+def make_redactor(no_redact, patterns):
+    """Build the Redactor that --no-redact and --redact describe."""
+    try:
+        return Redactor(enabled=not no_redact, extra_patterns=patterns)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--redact") from error
+
+
 def rules_from_options(preset, role_specs):
     """Return the RoleSet that --role options (or else the preset) describe."""
     if not role_specs:
@@ -103,14 +114,24 @@ def rules_from_options(preset, role_specs):
     help="Role rule on the full command line (repeatable; replaces the preset). "
     "A named group 'role' in REGEX names the role.",
 )
+@click.option(
+    "--agent-log",
+    type=click.Path(dir_okay=False),
+    help="Agent command log to mark lifecycle commands from (default for the opsworks preset: "
+    "/var/log/aws/opsworks/opsworks-agent.process_command.log, when it exists).",
+)
+@click.option("--no-redact", is_flag=True, help="Keep secret-looking values in exec arguments (they are redacted by default).")
+@click.option("--redact", "redact_patterns", multiple=True, metavar="REGEX", help="Also redact text matching REGEX in arguments and command lines (repeatable).")
 @click.option("--rescan-interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True, help="Seconds between scans of /proc for new role roots.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Seconds to trace; until Ctrl-C when absent.")
 @click.option("--interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True, help="Bucket length in seconds.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the msgpack stream to this file.")
 @click.option("--force", is_flag=True, help="Replace the output file if it exists.")
+@click.option("--rotate-size", metavar="SIZE", help="Start a new numbered output file (FILE.0001.msgpack, ...) when the current one reaches SIZE (e.g. 100M).")
+@click.option("--rotate-interval", type=click.FloatRange(min=1), metavar="SECONDS", help="Start a new numbered output file every SECONDS.")
 @click.option("--format", "report_format", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True, help="Format of the report printed on exit.")
 @program_option_flags
-def trace(preset, role_specs, rescan_interval, duration, interval, output, force, report_format, no_syscalls, max_roles, ringbuf_pages):
+def trace(preset, role_specs, agent_log, no_redact, redact_patterns, rescan_interval, duration, interval, output, force, rotate_size, rotate_interval, report_format, no_syscalls, max_roles, ringbuf_pages):
     """Trace the roles' process trees and print a report on exit (needs root).
 
     \b
@@ -125,6 +146,14 @@ def trace(preset, role_specs, rescan_interval, duration, interval, output, force
 
     validate_ringbuf_pages(ringbuf_pages)
     rules = rules_from_options(preset, role_specs)
+    if agent_log is None and rules.preset in DEFAULT_AGENT_LOGS and os.path.exists(DEFAULT_AGENT_LOGS[rules.preset]):
+        agent_log = DEFAULT_AGENT_LOGS[rules.preset]
+    if (rotate_size or rotate_interval) and output is None:
+        raise click.UsageError("--rotate-size and --rotate-interval need -o FILE")
+    try:
+        rotate_bytes = parse_size(rotate_size) if rotate_size else None
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--rotate-size") from None
     temporary = None
     if output is None:
         handle, temporary = tempfile.mkstemp(prefix="agent-tracer-", suffix=".msgpack")
@@ -139,13 +168,18 @@ def trace(preset, role_specs, rescan_interval, duration, interval, output, force
         interval=interval,
         force=force,
         rescan_seconds=rescan_interval,
+        agent_log=agent_log,
+        rotate_size=rotate_bytes,
+        rotate_seconds=rotate_interval,
+        redactor=make_redactor(no_redact, redact_patterns),
         program=program_options(no_syscalls, max_roles, ringbuf_pages),
         on_ready=lambda table: live.started(rules, output if not temporary else None, duration),
         on_bucket=live.bucket,
     )
+    session = TraceSession(options)
     try:
-        trailer = TraceSession(options).run()
-        click.echo(render_report([output], report_format), nl=False)
+        trailer = session.run()
+        click.echo(render_report(session.output.paths, report_format), nl=False)
     finally:
         if temporary:
             os.unlink(temporary)

@@ -149,6 +149,7 @@ def demo(speed, duration, configure_at, no_configure, seed, interval, output, as
                 force=True,
                 on_ready=lambda _table: emulator.start_scenario(),
                 stop_when=stop_when,
+                agent_log=str(emulator.agent_log),
             )
             TraceSession(options).run()
         finally:

@@ -9,13 +9,15 @@ import time
 from dataclasses import dataclass, field
 
 from . import __version__, environment, procfs
+from .agentlog import AgentLogTail, marker_records
 from .attribution import ProcessTable
 from .counters import CounterReader
 from .events import EventTranslator
 from .probes import probe_kernel
 from .program import ProgramOptions, TracerProgram
+from .redact import Redactor
 from .roles import RoleNumbers
-from .stream import StreamWriter
+from .output import RecordSink, StreamOutput
 from .syscalls import abis_for_machine
 
 log = logging.getLogger(__name__)
@@ -40,27 +42,15 @@ class TraceOptions:
     on_bucket: object = None  # called with each bucket record
     stop_when: object = None  # polled each loop; a true result ends the run
     observers: list = field(default_factory=list)  # each called with every record written
+    agent_log: str = None  # command log to read lifecycle markers from
+    redactor: Redactor = field(default_factory=Redactor)
+    rotate_size: int = None  # bytes per part of a rotated stream
+    rotate_seconds: float = None  # seconds per part of a rotated stream
 
 
 def monotonic_ns():
     """Return CLOCK_MONOTONIC in ns, the clock of bpf_ktime_get_ns()."""
     return time.monotonic_ns()
-
-
-class RecordSink:
-    """Writes records to the stream and shows each one to the observers (metrics, live lines)."""
-
-    def __init__(self, writer, observers):
-        self.writer = writer
-        self.observers = observers
-
-    def write(self, record):
-        self.writer.write(record)
-        for observer in self.observers:
-            observer(record)
-
-    def flush(self):
-        self.writer.flush()
 
 
 class StopRequested:
@@ -126,17 +116,25 @@ class TraceSession:
     def __init__(self, options):
         self.options = options
         self.lost_totals = {}
-        self.role_totals = {}
+        self.output = None
 
     def run(self):
-        """Trace until the duration ends or a stop signal arrives; return the trailer record."""
+        """Trace until the duration ends or a stop signal arrives; return the trailer record.
+
+        Raises TracerError with the I/O exit code when the output could not
+        be written in full; what was written stays readable.
+        """
         options = self.options
         program, bcc, features = load_program(options.program, options.program.count_syscalls)
+        self.output = StreamOutput(options.output, options.force, options.rotate_size, options.rotate_seconds)
         try:
-            with StreamWriter.create(options.output, force=options.force) as writer:
-                return self._trace(program, bcc, features, RecordSink(writer, options.observers))
+            sink = RecordSink(self.output, options.observers, options.redactor)
+            trailer = self._trace(program, bcc, features, sink)
         finally:
+            self.output.close()
             program.close()
+        self.output.raise_failure()
+        return trailer
 
     def _header(self, features, start_ns):
         native, compat = abis_for_machine(platform.machine())
@@ -164,41 +162,54 @@ class TraceSession:
                 "exit_group_dead": features.exit_group_dead,
                 "raw_tracepoint": features.raw_tracepoint,
                 "ring_buffer": features.ring_buffer,
+                "redact": options.redactor.enabled,
             },
         }
 
-    def _trace(self, program, bcc, features, writer):
+    def _trace(self, program, bcc, features, sink):
         options = self.options
         numbers = RoleNumbers(options.program.max_roles)
         table = ProcessTable(program, options.rules, numbers)
-        translator = EventTranslator(table, numbers, writer)
+        translator = EventTranslator(table, numbers, sink)
         program.open_events(translator.handle)
         counters = CounterReader(program, bcc.libbcc.lib)
 
         start_ns = monotonic_ns()
-        writer.write(self._header(features, start_ns))
+        self.features = features
+        self.output.open(self._header(features, start_ns))
 
         # The program is attached: every fork from here on inherits a role in
         # the kernel. Two passes over /proc catch the processes forked while
         # the first pass was writing the map.
         for record in table.seed(scan_processes(), monotonic_ns()):
-            writer.write(record)
+            sink.write(record)
         for record in table.seed(scan_processes(), monotonic_ns()):
-            writer.write(record)
-        writer.flush()
+            sink.write(record)
+        sink.flush()
         if options.on_ready:
             options.on_ready(table)
 
-        reason = self._loop(program, table, translator, counters, writer, start_ns)
+        agent_log = AgentLogTail(options.agent_log) if options.agent_log else None
+        try:
+            reason = self._loop(program, table, counters, sink, agent_log, start_ns)
+        finally:
+            if agent_log:
+                agent_log.close()
 
         program.drain_events()
         end_ns = monotonic_ns()
-        self._write_bucket(counters, numbers, writer, self.bucket_start, end_ns)
-        trailer = {"type": "trailer", "ts": end_ns, "end": end_ns, "lost": self.lost_totals, "reason": reason}
-        writer.write(trailer)
+        self._write_bucket(counters, numbers, sink, self.bucket_start, end_ns)
+        trailer = self._trailer(end_ns, reason)
+        sink.write(trailer)
         return trailer
 
-    def _loop(self, program, table, translator, counters, writer, start_ns):
+    def _trailer(self, end_ns, reason):
+        lost = dict(self.lost_totals)
+        if self.output.unwritten:
+            lost["unwritten_records"] = self.output.unwritten
+        return {"type": "trailer", "ts": end_ns, "end": end_ns, "lost": lost, "reason": reason}
+
+    def _loop(self, program, table, counters, sink, agent_log, start_ns):
         options = self.options
         interval_ns = int(options.interval * 1e9)
         deadline = start_ns + int(options.duration * 1e9) if options.duration else None
@@ -210,16 +221,16 @@ class TraceSession:
                 time.sleep(POLL_SECONDS)
                 program.drain_events()
                 now_ns = monotonic_ns()
+                if agent_log:
+                    for record in marker_records(agent_log.read_entries(), now_ns):
+                        sink.write(record)
 
                 if now_ns - self.bucket_start >= interval_ns:
-                    bucket_end = self.bucket_start + interval_ns
-                    self._write_bucket(counters, table.numbers, writer, self.bucket_start, bucket_end)
-                    self.bucket_start = bucket_end
-                    writer.flush()
+                    self._close_bucket(counters, table, sink, now_ns, interval_ns)
 
                 if time.monotonic() >= next_rescan:
                     for record in table.rescan(now_ns):
-                        writer.write(record)
+                        sink.write(record)
                     next_rescan = time.monotonic() + options.rescan_seconds
 
                 if stop:
@@ -230,20 +241,38 @@ class TraceSession:
                 if deadline and now_ns >= deadline:
                     return "duration"
 
-    def _write_bucket(self, counters, numbers, writer, start_ns, end_ns):
+    def _close_bucket(self, counters, table, sink, now_ns, interval_ns):
+        """Write the bucket that ends now, and rotate the output if it is due."""
+        overrun = now_ns - self.bucket_start >= 2 * interval_ns
+        self._write_bucket(counters, table.numbers, sink, self.bucket_start, now_ns, overrun)
+        self.bucket_start = now_ns
+        sink.flush()
+
+        if self.output.should_rotate(now_ns):
+            carried = [
+                {"type": "root", "ts": now_ns, "pid": proc.pid, "role": proc.role, "cmdline": proc.title or "", "reason": "carried"}
+                for proc in table.procs.values()
+                if proc.is_root
+            ]
+            header = self._header(self.features, now_ns)
+            self.output.rotate(self._trailer(now_ns, "rotate"), header, carried)
+
+    def _write_bucket(self, counters, numbers, sink, start_ns, end_ns, overrun=False):
         by_number, lost = counters.read_deltas()
-        if self.options.program.count_syscalls is False:
-            for entry in by_number.values():
-                entry.pop("syscalls", None)
-                entry.pop("syscalls_compat", None)
+        if overrun:
+            # The loop fell behind: this bucket spans more than one interval.
+            lost["bucket_overruns"] = 1
         roles = {}
         for number, entry in by_number.items():
             name = numbers.name(number)
             if name is not None:
+                if not self.options.program.count_syscalls:
+                    entry.pop("syscalls", None)
+                    entry.pop("syscalls_compat", None)
                 roles[name] = entry
         for kind, count in lost.items():
             self.lost_totals[kind] = self.lost_totals.get(kind, 0) + count
         record = {"type": "bucket", "start": start_ns, "end": end_ns, "roles": roles, "lost": lost}
-        writer.write(record)
+        sink.write(record)
         if self.options.on_bucket:
             self.options.on_bucket(record)
