@@ -1,5 +1,7 @@
 """Errors that agent-tracer expects and reports as one line, without a traceback."""
 
+from __future__ import annotations
+
 
 class TracerError(Exception):
     """Base of every expected error; its message states what failed and what to do.

@@ -20,16 +20,17 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 
-# Reading limits. Each length that a corrupted stream can claim is bounded
-# by one of these, so a bad file costs the reader tens of MiB at most. A
-# string cannot be longer than its record. The longest strings the tracer
-# writes are command lines. Linux limits argv and the environment together
-# to a quarter of RLIMIT_STACK (execve(2)), which is 2 MiB with the default
-# 8 MiB stack limit.
+# Reading limits. Every length that a corrupted stream can claim is checked
+# against one of these. The read buffer grows to MAX_RECORD_BYTES as its
+# maximum, and a string cannot be longer than its record. The longest
+# strings the tracer writes are command lines. Linux limits argv and the
+# environment together to a quarter of RLIMIT_STACK (execve(2)), which is
+# 2 MiB with the default 8 MiB stack limit.
 MAX_RECORD_BYTES = 4 << 20
-# The C unpacker allocates a list of the declared length before it reads the
-# elements, and containers nest up to 1024 deep, so the worst case is this
-# limit times 8 bytes times 1024: 8 MiB. Maps are not preallocated.
+# msgpack's C unpacker (measured with msgpack 1.2.4) allocates a list of the
+# declared length before it reads the elements, and containers nest up to
+# 1024 deep, so the worst case is this limit times 8 bytes times 1024:
+# 8 MiB. It does not preallocate maps.
 MAX_ARRAY_LENGTH = 1024
 MAX_MAP_LENGTH = 65536
 # Bytes read from the file at a time. msgpack would read min(1 MiB,
@@ -210,7 +211,7 @@ def check_record(record: Any) -> str | None:
         return f"it is a {type(record).__name__}, not a map"
 
     record_type = record.get("type")
-    if record_type not in RECORD_TYPES:
+    if not isinstance(record_type, str) or record_type not in RECORD_TYPES:
         return f"it has no known 'type' (found {record_type!r})"
 
     for key, kind, required in FIELDS[record_type]:
@@ -403,8 +404,9 @@ _DECODE_ERRORS = (msgpack.UnpackException, ValueError, TypeError)
 class StreamReader:
     """Iterator over the records of one stream, read lazily.
 
-    Iteration yields every record in order, the header first and the trailer
-    (if any) last, and can be done once. After it, `trailer` is the trailer
+    `header` is read when the stream is opened. Iteration yields the records
+    that follow it, in order with the trailer (if any) last, and can be done
+    once. After it, `trailer` is the trailer
     or None, and `truncated` is true when the file ended before a trailer
     (the tracer was stopped or the file was cut). `problem` gives the byte
     offset and the reason when reading stopped at bad data. `offset` is the
@@ -480,7 +482,6 @@ class StreamReader:
         self._iterated = True
 
         try:
-            yield self.header
             yield from self._read_body()
         finally:
             self.close()
