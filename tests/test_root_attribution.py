@@ -1,6 +1,7 @@
 """Root tests: attribution and exact counts on the real kernel."""
 
 import itertools
+import os
 import subprocess
 import sys
 
@@ -15,7 +16,8 @@ _names = itertools.count()
 
 
 def unique_role(stem):
-    return f"{stem}_{next(_names)}"
+    # The pid keeps two test sessions on one machine apart.
+    return f"{stem}_{os.getpid()}_{next(_names)}"
 
 
 def run_case(tracer, stem, case, *args):

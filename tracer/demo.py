@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from .errors import TracerError
-from .roles import load_preset
+from .roles import RoleSet, compile_rule, load_preset
 from .session import TraceOptions, TraceSession
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,20 @@ class Emulator:
         return json.loads(self.truth_file.read_text())
 
 
+def rules_for_master(master_pid):
+    """Return the opsworks preset narrowed to one agent: its titles end in the master's pid.
+
+    Another agent (or another demo) on the machine then stays out of the
+    comparison with this emulator's ground truth.
+    """
+    preset = load_preset("opsworks")
+    rules = tuple(
+        compile_rule(rule.name, rule.pattern.pattern.replace(r"\d+", str(master_pid)) + r"\b", rule.field)
+        for rule in preset.rules
+    )
+    return RoleSet(rules=rules, preset=preset.preset)
+
+
 def comparison_table(measured, expected):
     """Return measured and expected counts per role, side by side, in 80 columns."""
     lines = [f"{'role':<16} {'count':<17} {'measured':>10} {'expected':>10}  match", "-" * 62]
@@ -126,6 +140,13 @@ def demo(speed, duration, configure_at, no_configure, seed, interval, output, as
     from .cli import render_report
     from .report import build_report
 
+    if not no_configure and configure_at >= duration:
+        raise click.BadParameter(
+            f"{configure_at:g} is not before the end of the scenario ({duration:g} s); "
+            "choose a smaller --configure-at or a longer --duration",
+            param_hint="--configure-at",
+        )
+
     with tempfile.TemporaryDirectory(prefix="agent-tracer-demo-") as tmp:
         workdir = Path(tmp)
         stream = Path(output) if output else workdir / "demo.msgpack"
@@ -143,7 +164,7 @@ def demo(speed, duration, configure_at, no_configure, seed, interval, output, as
                 return time.monotonic() - finished_at[0] > GRACE_BUCKETS * interval
 
             options = TraceOptions(
-                rules=load_preset("opsworks"),
+                rules=rules_for_master(emulator.pids["master"]),
                 output=str(stream),
                 interval=interval,
                 force=True,

@@ -146,6 +146,7 @@ class TraceSession:
             "version": __version__,
             "host": socket.gethostname(),
             "kernel": platform.release(),
+            "cpus": os.cpu_count(),
             "arch": native,
             "compat_arch": compat,
             "clock": {"monotonic_ns": monotonic_ns(), "realtime_ns": time.time_ns()},
