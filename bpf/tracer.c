@@ -64,6 +64,10 @@ BPF_PERCPU_ARRAY(exec_scratch, struct exec_event, 1);
 /* Never written: gives user space BCC's ctypes view of struct fork_event. */
 BPF_PERCPU_ARRAY(fork_event_layout, struct fork_event, 1);
 
+/* setting -> value. Written by user space (the CPU budget turns argument
+ * capture off); read by the exec attempt hooks. */
+BPF_ARRAY(settings, u32, SETTINGS);
+
 /* lost_kind -> count. Written wherever something is dropped. */
 BPF_PERCPU_ARRAY(lost_counts, u64, LOST_KINDS);
 
@@ -379,6 +383,14 @@ SYS_ENTER_PROBE
 #endif /* COUNT_SYSCALLS */
 
 #ifdef TRACE_EXEC_ATTEMPTS
+static __always_inline bool capture_argv(void)
+{
+	u32 key = SETTING_CAPTURE_ARGV;
+	u32 *value = settings.lookup(&key);
+
+	return value && *value;
+}
+
 /* Copy the path and the first arguments of an exec attempt into the stash. */
 static __always_inline int stash_exec_attempt(const char *filename,
 					      const char *const *argv, s32 fd)
@@ -396,8 +408,12 @@ static __always_inline int stash_exec_attempt(const char *filename,
 
 	attempt->fd = fd;
 	attempt->argc = 0;
+	attempt->argv[0] = 0;
 	bpf_probe_read_user_str(attempt->filename, sizeof(attempt->filename),
 				filename);
+
+	if (!capture_argv())
+		goto stash;
 
 #pragma unroll
 	for (i = 0; i < ARGV_MAX; i++) {

@@ -96,6 +96,12 @@ struct exec_event {
 	struct exec_args args;
 };
 
+/* Indexes of settings: switches user space flips while tracing. */
+enum setting {
+	SETTING_CAPTURE_ARGV = 0,	/* 1: copy exec arguments; 0: the path only */
+	SETTINGS = 1,
+};
+
 struct syscall_overflow_key {
 	__u32 role;
 	__s32 nr;	/* as the kernel saw it: may be negative or huge */

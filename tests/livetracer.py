@@ -48,6 +48,8 @@ class LiveTracer:
             "--role", ROLE_RULE,
             "--interval", "0.2",
             "--rescan-interval", "0.1",
+            # Exact-count tests must not see the budget shed argument capture.
+            "--max-cpu", "0",
             "--format", "json",
             "-o", str(self.path), "--force",
             *extra_args,

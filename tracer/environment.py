@@ -78,8 +78,14 @@ def require_bpf_capabilities():
 def tracefs_root():
     """Return the mounted tracefs directory, mounting tracefs when it is missing."""
     for path in (TRACEFS, DEBUGFS_TRACING):
-        if (path / "events").is_dir():
-            return path
+        try:
+            if (path / "events").is_dir():
+                return path
+        except PermissionError:
+            raise EnvironmentProblem(
+                f"tracefs at {path} is not readable by this user; run agent-tracer as root",
+                exit_codes.NO_PERMISSION,
+            ) from None
 
     log.info("tracefs is not mounted; mounting it at %s", TRACEFS)
     result = subprocess.run(

@@ -92,6 +92,7 @@ class TracerProgram:
         self.event_type = dict(self.exec_event_type._fields_)["hdr"]
         self.fork_event_type = self.bpf["fork_event_layout"].sLeaf
         self.argv_area_map = self.bpf["argv_area"]
+        self.set_argv_capture(True)
         self.role_map = self.bpf["role_of_tgid"]
         self.thread_map = None if features.exit_group_dead else self.bpf["thread_count"]
 
@@ -113,6 +114,15 @@ class TracerProgram:
         if start and end > start:
             value = self.argv_area_map.Leaf(start, end - start)
             self.argv_area_map[ct.c_uint32(tgid)] = value
+
+    def set_argv_capture(self, enabled):
+        """Turn the copying of exec arguments on or off (the path is always kept)."""
+        key = ct.c_uint32(bpfdefs.constant("SETTING_CAPTURE_ARGV"))
+        self.bpf["settings"][key] = ct.c_uint32(1 if enabled else 0)
+
+    def program_fds(self):
+        """Return the file descriptors of the loaded BPF programs."""
+        return [function.fd for function in self.bpf.funcs.values()]
 
     def role_of(self, tgid):
         """Return the kernel's role number for tgid (0 when not attributed)."""

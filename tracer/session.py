@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from . import __version__, environment, procfs
 from .agentlog import AgentLogTail, marker_records
 from .attribution import ProcessTable
+from .budget import CpuBudget
 from .counters import CounterReader
 from .events import EventTranslator
 from .probes import probe_kernel
@@ -46,6 +47,7 @@ class TraceOptions:
     redactor: Redactor = field(default_factory=Redactor)
     rotate_size: int = None  # bytes per part of a rotated stream
     rotate_seconds: float = None  # seconds per part of a rotated stream
+    max_cpu: float = 5.0  # percent of one core the tracer may use; 0 turns the budget off
 
 
 def monotonic_ns():
@@ -191,11 +193,16 @@ class TraceSession:
             options.on_ready(table)
 
         agent_log = AgentLogTail(options.agent_log) if options.agent_log else None
+        self.budget = CpuBudget(program, options.max_cpu, options.interval) if options.max_cpu else None
+        if self.budget:
+            self.budget.check(monotonic_ns())
         try:
             reason = self._loop(program, table, counters, sink, agent_log, start_ns)
         finally:
             if agent_log:
                 agent_log.close()
+            if self.budget:
+                self.budget.close()
 
         program.drain_events()
         end_ns = monotonic_ns()
@@ -212,7 +219,7 @@ class TraceSession:
 
     def _loop(self, program, table, counters, sink, agent_log, start_ns):
         options = self.options
-        interval_ns = int(options.interval * 1e9)
+        self.interval_ns = int(options.interval * 1e9)
         deadline = start_ns + int(options.duration * 1e9) if options.duration else None
         self.bucket_start = start_ns
         next_rescan = time.monotonic() + options.rescan_seconds
@@ -226,8 +233,8 @@ class TraceSession:
                     for record in marker_records(agent_log.read_entries(), now_ns):
                         sink.write(record)
 
-                if now_ns - self.bucket_start >= interval_ns:
-                    self._close_bucket(counters, table, sink, now_ns, interval_ns)
+                if now_ns - self.bucket_start >= self.interval_ns:
+                    self._close_bucket(counters, table, sink, now_ns)
 
                 if time.monotonic() >= next_rescan:
                     for record in table.rescan(now_ns):
@@ -242,11 +249,16 @@ class TraceSession:
                 if deadline and now_ns >= deadline:
                     return "duration"
 
-    def _close_bucket(self, counters, table, sink, now_ns, interval_ns):
-        """Write the bucket that ends now, and rotate the output if it is due."""
-        overrun = now_ns - self.bucket_start >= 2 * interval_ns
+    def _close_bucket(self, counters, table, sink, now_ns):
+        """Write the bucket that ends now, check the CPU budget, and rotate the output if it is due."""
+        overrun = now_ns - self.bucket_start >= 2 * self.interval_ns
         self._write_bucket(counters, table.numbers, sink, self.bucket_start, now_ns, overrun)
         self.bucket_start = now_ns
+
+        if self.budget:
+            for notice in self.budget.check(now_ns):
+                sink.write(notice)
+            self.interval_ns = int(self.budget.interval * 1e9)
         sink.flush()
 
         if self.output.should_rotate(now_ns):

@@ -194,6 +194,12 @@ FIELDS: dict[str, tuple[tuple[str, Kind, bool], ...]] = {
         ("id", STR, False),
         ("detail", MAP, False),
     ),
+    "notice": (
+        ("ts", INT, True),
+        ("kind", STR, True),
+        ("message", STR, True),
+        ("detail", MAP, False),
+    ),
     "trailer": (
         ("ts", INT, True),
         ("end", INT, True),

@@ -1,0 +1,35 @@
+"""Root test: the CPU budget sheds work under a storm and says so in the stream."""
+
+import os
+
+import pytest
+
+from livetracer import LiveTracer, Workload, role_summary, settled
+from test_root_attribution import unique_role
+
+pytestmark = pytest.mark.root
+
+
+def test_budget_sheds_argument_capture(tmp_path):
+    tracer = LiveTracer(tmp_path / "budget.msgpack", extra_args=["--max-cpu", "0.5"])
+    try:
+        tracer.wait_ready()
+        role = unique_role("budget")
+        workload = Workload(role, "cases.py", "storm", os.cpu_count(), 1500)
+        workload.run(tracer)
+        records = settled(tracer, workload.pid)
+    finally:
+        code, _ = tracer.stop()
+    assert code == 0
+
+    notices = [r for r in records if r.get("type") == "notice" and r["kind"] == "cpu_budget"]
+    assert notices, "no cpu_budget notice under a storm with a 0.5% budget"
+    first = notices[0]
+    assert first["message"] == "exec argument capture turned off"
+    assert first["detail"]["cpu_percent"] > 0.5
+    print(f"\nbudget notices: {[(n['message'], n['detail']['cpu_percent']) for n in notices]}")
+
+    later_execs = [r for r in records if r.get("type") == "exec" and r["ts"] > first["ts"] and r["role"] == role]
+    assert later_execs
+    assert all(r["argv"] == [] for r in later_execs)
+    assert role_summary(records, role)["execs"] == os.cpu_count() * 1500
