@@ -9,7 +9,7 @@
  *
  * Built by tracer/program.py with these -D flags:
  *   MAX_PID, MAX_ROLES, RINGBUF_PAGES, EXEC_STASH_SIZE, OVERFLOW_SIZE,
- *   ARGV_AREA_SIZE
+ *   ARGV_AREA_SIZE, OTHER_ROLE (role number of unattributed tasks, or 0)
  *   HAVE_EXIT_GROUP_DEAD, USE_RAW_TRACEPOINT, USE_PERF_BUFFER (compat.h)
  *   COUNT_SYSCALLS      attach raw_syscalls:sys_enter
  *   TRACE_EXEC_ATTEMPTS attach syscalls:sys_{enter,exit}_execve{,at}
@@ -81,11 +81,19 @@ static __always_inline void count_lost(u32 kind)
 		(*count)++;
 }
 
+/*
+ * OTHER_ROLE is 0 unless --show-other gives the tasks outside every role a
+ * role of their own, so that per-role totals add up to the machine's.
+ */
+#ifndef OTHER_ROLE
+#define OTHER_ROLE 0
+#endif
+
 static __always_inline u16 role_of(u32 tgid)
 {
 	u16 *role = role_of_tgid.lookup(&tgid);
 
-	return role ? *role : 0;
+	return role && *role ? *role : OTHER_ROLE;
 }
 
 static __always_inline u32 current_tgid(void)

@@ -122,3 +122,18 @@ def test_not_root_gets_one_line(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "Error: agent-tracer must run as root to load BPF programs; run it with sudo"
     ]
+
+
+def test_doctor_all_ready():
+    result = subprocess.run([sys.executable, "-m", "tracer", "doctor"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    statuses = {line[:28].strip(): line[29:37].strip() for line in result.stdout.splitlines()}
+    assert statuses["compile, load, attach"] == "ready"
+    assert statuses["task:task_newtask"] == "ready"
+    assert "MISSING" not in statuses.values()
+
+
+def test_check_dry_run():
+    result = subprocess.run([sys.executable, "-m", "tracer", "check"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ok: BPF program compiled, loaded and attached")

@@ -122,6 +122,7 @@ def rules_from_options(preset, role_specs):
 )
 @click.option("--no-redact", is_flag=True, help="Keep secret-looking values in exec arguments (they are redacted by default).")
 @click.option("--redact", "redact_patterns", multiple=True, metavar="REGEX", help="Also redact text matching REGEX in arguments and command lines (repeatable).")
+@click.option("--show-other", is_flag=True, help="Count every task outside the roles as role '(other)', so that totals add up to the machine's.")
 @click.option("--max-cpu", type=click.FloatRange(min=0), default=5.0, show_default=True, metavar="PERCENT", help="CPU budget of the tracer, in percent of one core (BPF run time included); over it, argument capture stops and buckets lengthen. 0 turns the budget off.")
 @click.option("--rescan-interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True, help="Seconds between scans of /proc for new role roots.")
 @click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Seconds to trace; until Ctrl-C when absent.")
@@ -132,7 +133,7 @@ def rules_from_options(preset, role_specs):
 @click.option("--rotate-interval", type=click.FloatRange(min=1), metavar="SECONDS", help="Start a new numbered output file every SECONDS.")
 @click.option("--format", "report_format", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True, help="Format of the report printed on exit.")
 @program_option_flags
-def trace(preset, role_specs, agent_log, no_redact, redact_patterns, max_cpu, rescan_interval, duration, interval, output, force, rotate_size, rotate_interval, report_format, no_syscalls, max_roles, ringbuf_pages):
+def trace(preset, role_specs, agent_log, no_redact, redact_patterns, show_other, max_cpu, rescan_interval, duration, interval, output, force, rotate_size, rotate_interval, report_format, no_syscalls, max_roles, ringbuf_pages):
     """Trace the roles' process trees and print a report on exit (needs root).
 
     \b
@@ -172,6 +173,7 @@ def trace(preset, role_specs, agent_log, no_redact, redact_patterns, max_cpu, re
         agent_log=agent_log,
         rotate_size=rotate_bytes,
         max_cpu=max_cpu,
+        show_other=show_other,
         rotate_seconds=rotate_interval,
         redactor=make_redactor(no_redact, redact_patterns),
         program=program_options(no_syscalls, max_roles, ringbuf_pages),

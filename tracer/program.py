@@ -34,6 +34,7 @@ class ProgramOptions:
     exec_stash: int = DEFAULT_EXEC_STASH
     overflow: int = DEFAULT_OVERFLOW
     argv_areas: int = DEFAULT_ARGV_AREAS
+    other_role: int = 0  # role number for tasks outside every role; 0 leaves them out
 
 
 def build_cflags(options, features):
@@ -48,6 +49,7 @@ def build_cflags(options, features):
         f"-DEXEC_STASH_SIZE={options.exec_stash}",
         f"-DOVERFLOW_SIZE={options.overflow}",
         f"-DARGV_AREA_SIZE={options.argv_areas}",
+        f"-DOTHER_ROLE={options.other_role}",
     ]
     flags += features.cflags()
     if options.count_syscalls:

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.05
 RESCAN_SECONDS = 1.0
 SCHEMA_VERSION = 1
+OTHER_ROLE = "(other)"
+OTHER_ROLE_NUMBER = 1  # the first number RoleNumbers hands out
 
 
 @dataclass
@@ -47,6 +49,7 @@ class TraceOptions:
     redactor: Redactor = field(default_factory=Redactor)
     rotate_size: int = None  # bytes per part of a rotated stream
     rotate_seconds: float = None  # seconds per part of a rotated stream
+    show_other: bool = False  # count tasks outside every role as role "(other)"
     max_cpu: float = 5.0  # percent of one core the tracer may use; 0 turns the budget off
 
 
@@ -127,6 +130,8 @@ class TraceSession:
         be written in full; what was written stays readable.
         """
         options = self.options
+        if options.show_other:
+            options.program.other_role = OTHER_ROLE_NUMBER
         program, bcc, features = load_program(options.program, options.program.count_syscalls)
         self.output = StreamOutput(options.output, options.force, options.rotate_size, options.rotate_seconds)
         try:
@@ -172,6 +177,8 @@ class TraceSession:
     def _trace(self, program, bcc, features, sink):
         options = self.options
         numbers = RoleNumbers(options.program.max_roles)
+        if options.show_other:
+            numbers.number(OTHER_ROLE)
         table = ProcessTable(program, options.rules, numbers)
         translator = EventTranslator(table, numbers, sink)
         program.open_events(translator.handle)
