@@ -178,7 +178,7 @@ def trace(preset, role_specs, agent_log, no_redact, redact_patterns, show_other,
         redactor=make_redactor(no_redact, redact_patterns),
         program=program_options(no_syscalls, max_roles, ringbuf_pages),
         on_ready=lambda table: live.started(rules, output if not temporary else None, duration),
-        on_bucket=live.bucket,
+        observers=[live.observe],
     )
     session = TraceSession(options)
     try:
