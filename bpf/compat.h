@@ -8,10 +8,10 @@
 #define AGENT_TRACER_COMPAT_H
 
 /*
- * sched_process_exit gained `bool group_dead` in 6.16 (commit
- * "tracing/sched: add group_dead to sched_process_exit"). Without it the
- * program counts the live threads of each attributed process itself, in
- * thread_count, and the thread group is dead when its last thread exits.
+ * sched_process_exit has a `bool group_dead` field on newer kernels (6.18
+ * has it, Debian 12's 6.1 does not). Without it the program counts the
+ * live threads of each attributed process itself, in thread_count, and the
+ * thread group is dead when its last thread exits.
  */
 #ifdef HAVE_EXIT_GROUP_DEAD
 #define exit_group_dead(args, tgid) ((args)->group_dead)

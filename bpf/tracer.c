@@ -4,7 +4,7 @@
  * CPU counters, and fork/thread/exec/exit events for attributed tasks.
  *
  * Only tracepoint fields (as tracefs describes them) and BPF helpers are
- * read; nothing reads task_struct, so the program stays right when BCC
+ * read. Nothing reads task_struct, so the program stays right when BCC
  * compiles it against headers of another kernel version.
  *
  * Built by tracer/program.py with these -D flags:
@@ -230,7 +230,7 @@ static __always_inline int emit_fork(void *ctx, u32 parent, u32 child, u16 role)
 /*
  * task:task_newtask fires in the parent's context for every new task once
  * copy_process() can no longer fail, with the new task's id and clone
- * flags. One hook therefore tells threads from processes and hands the role
+ * flags. One hook therefore separates threads from processes and hands the role
  * to a new process before it can run.
  * format: pid_t pid; char comm[16]; u64 clone_flags (unsigned long on 6.1)
  */
@@ -431,7 +431,7 @@ static __always_inline int stash_exec_attempt(const char *filename,
 		bpf_probe_read_user_str(&attempt->argv[i * ARG_LEN], ARG_LEN, arg);
 		attempt->argc = i + 1;
 	}
-	/* One more pointer tells whether the list was cut. */
+	/* One more pointer shows whether the list was cut. */
 	if (!bpf_probe_read_user(&arg, sizeof(arg), &argv[ARGV_MAX]) && arg)
 		attempt->argc = ARGV_MAX + 1;
 

@@ -61,8 +61,8 @@ struct event {
 
 /*
  * An exec attempt, stashed at syscall entry until its outcome is known.
- * argv holds ARGV_MAX strings of ARG_LEN bytes each, one after the other:
- * BCC's ctypes view cannot express a two-dimensional array.
+ * argv contains ARGV_MAX strings of ARG_LEN bytes each, one after the
+ * other, because BCC's ctypes view cannot express a two-dimensional array.
  */
 struct exec_args {
 	char filename[FILENAME_LEN];
@@ -73,9 +73,9 @@ struct exec_args {
 
 /*
  * A fork event from a parent whose argv area is known carries the first
- * TITLE_LEN bytes of that area as they were at the fork: a worker that set
+ * TITLE_LEN bytes of that area as they were at the fork. A worker that set
  * its title after its own fork (Ruby's `$0=` rewrites argv) is recognised
- * from it even when the worker is gone before user space could read /proc.
+ * from them, even when it is gone before user space could read /proc.
  */
 struct fork_event {
 	struct event hdr;
@@ -84,7 +84,7 @@ struct fork_event {
 	char title[TITLE_LEN];
 };
 
-/* Where a process keeps its argv area: arg_start and arg_end - arg_start. */
+/* The location of a process's argv area: arg_start and arg_end - arg_start. */
 struct argv_area {
 	__u64 start;
 	__u64 len;

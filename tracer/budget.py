@@ -19,7 +19,7 @@ BPF_STATS_RUN_TIME = 0  # enum bpf_stats_type
 # The bpf() syscall number on the architectures the tracer supports.
 NR_BPF = {"x86_64": 321, "aarch64": 280}
 
-# Longest bucket the budget may stretch the interval to, in seconds.
+# Maximum bucket interval the budget may stretch to, in seconds.
 MAX_INTERVAL = 60.0
 
 

@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 TRACEFS = Path("/sys/kernel/tracing")
 DEBUGFS_TRACING = Path("/sys/kernel/debug/tracing")
 HEADERS_CACHE = Path(os.environ.get("AGENT_TRACER_HEADERS_CACHE", "/var/cache/agent-tracer/kernel-headers"))
-# Where kernel headers are looked for; tests point these at empty directories.
+# Directories searched for kernel headers. Tests point them at empty ones.
 MODULES_ROOT = Path(os.environ.get("AGENT_TRACER_MODULES_ROOT", "/lib/modules"))
 HEADERS_ROOT = Path(os.environ.get("AGENT_TRACER_HEADERS_ROOT", "/usr/src"))
 KHEADERS = Path(os.environ.get("AGENT_TRACER_KHEADERS", "/sys/kernel/kheaders.tar.xz"))

@@ -1,4 +1,4 @@
-"""Where records go: redaction, observers, one stream file or a rotated set, and a full disk."""
+"""The tracer's output: redaction, observers, one stream file or a rotated set, and a full disk."""
 
 import logging
 import os

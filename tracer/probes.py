@@ -76,7 +76,7 @@ def kernel_version(release=None):
 
 @dataclass
 class KernelFeatures:
-    """What the running kernel offers the program, as decided at start-up."""
+    """The features of the running kernel that the program uses, decided at start-up."""
 
     exit_group_dead: bool
     raw_tracepoint: bool
