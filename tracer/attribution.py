@@ -71,7 +71,7 @@ class ProcessTable:
         records = []
         roots = {}
         for pid, (_ppid, cmdline, comm, _threads, _argv_area) in processes.items():
-            role = self.rules.match(cmdline or "", comm or "")
+            role = self.rules.match(cmdline or "", comm or "", pid=pid)
             if role:
                 roots[pid] = role
 
@@ -112,7 +112,7 @@ class ProcessTable:
             cmdline = procfs.read_cmdline(pid, self.proc)
             if not cmdline:
                 continue
-            role = self.rules.match(cmdline, self._comm(pid))
+            role = self.rules.match(cmdline, self._comm(pid), pid=pid)
             if not role:
                 continue
             known = self.procs.get(pid)
@@ -210,7 +210,7 @@ class ProcessTable:
         cmdline = procfs.read_cmdline(pid, self.proc)
         if not cmdline:
             return []
-        role = self.rules.match(cmdline, self._comm(pid))
+        role = self.rules.match(cmdline, self._comm(pid), pid=pid)
         if not role or role == proc.role:
             return []
         return self.make_root(pid, role, cmdline, now_ns, "retitle")
@@ -222,7 +222,7 @@ class ProcessTable:
         if proc is None or not cmdline or proc.title == cmdline:
             return []
         proc.title = cmdline
-        role = self.rules.match(cmdline, comm)
+        role = self.rules.match(cmdline, comm, pid=pid)
         if not role or role == proc.role:
             return []
         return self.make_root(pid, role, cmdline, now_ns, "retitle")
