@@ -146,5 +146,10 @@ class RecordSink:
         for observer in self.observers:
             observer(record)
 
+    def show(self, record):
+        """Show a record that the output wrote itself (a header) to the observers."""
+        for observer in self.observers:
+            observer(record)
+
     def flush(self):
         self.output.flush()

@@ -186,7 +186,9 @@ class TraceSession:
 
         start_ns = monotonic_ns()
         self.features = features
-        self.output.open(self._header(features, start_ns))
+        header = self._header(features, start_ns)
+        self.output.open(header)
+        sink.show(header)
 
         # The program is attached: every fork from here on inherits a role in
         # the kernel. Two passes over /proc catch the processes forked while
