@@ -57,6 +57,9 @@ class StreamOutput:
     def open(self, header, carried=()):
         """Create the next file and write its header and the carried records."""
         self.part += 1
+        # A restarted tracer (a service) goes on after the parts already there.
+        while self.rotating and os.path.lexists(part_path(self.path, self.part)):
+            self.part += 1
         path = part_path(self.path, self.part) if self.rotating else self.path
         try:
             self.writer = StreamWriter.create(path, force=self.force)
