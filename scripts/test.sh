@@ -19,11 +19,12 @@ fi
 if [ "$(id -u)" -eq 0 ]; then
 	export AGENT_TRACER_REQUIRE_ROOT=${AGENT_TRACER_REQUIRE_ROOT:-1}
 
-	# The root tier cross-checks with strace and builds a 32-bit program.
+	# The root tier cross-checks with strace, builds a 32-bit program and
+	# lists loaded BPF programs with bpftool.
 	if [ "${AGENT_TRACER_OFFLINE:-0}" != 1 ] && command -v apt-get >/dev/null &&
-		! { command -v strace >/dev/null && command -v gcc >/dev/null; }; then
-		echo "test.sh: installing strace and gcc for the root tests" >&2
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q strace gcc >&2
+		! { command -v strace && command -v gcc && command -v bpftool; } >/dev/null; then
+		echo "test.sh: installing strace, gcc and bpftool for the root tests" >&2
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q strace gcc bpftool >&2
 	fi
 fi
 

@@ -9,6 +9,7 @@ and its descendants to the new role.
 """
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 
@@ -118,6 +119,10 @@ class ProcessTable:
             known = self.procs.get(pid)
             if known and known.role == role:
                 continue
+            if not known and self.program.role_of(pid) == self.numbers.by_name.get(role):
+                # A child the kernel already attributed, whose fork event is
+                # still queued: it carries its parent's title, not a new one.
+                continue
             records += self.make_root(pid, role, cmdline, now_ns, "retitle" if known else "rescan")
         return records
 
@@ -135,6 +140,12 @@ class ProcessTable:
         # A process that is already gone keeps the parent user space knew.
         ppid, threads, argv_area = stat if stat else (previous.ppid, 1, (0, 0))
         if not self._give_role(pid, role, threads):
+            return []
+        if stat is not None and not os.path.exists(f"{self.proc}/{pid}"):
+            # It exited while its role was being written, maybe after the
+            # kernel had cleared its slot: clear it again so a reused pid
+            # never inherits the role.
+            self.program.set_role(pid, 0)
             return []
         self.program.set_argv_area(pid, argv_area)
         self.procs[pid] = Proc(pid, ppid, role, True, time.monotonic(), cmdline)

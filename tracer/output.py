@@ -5,7 +5,7 @@ import os
 
 from . import exit_codes
 from .errors import StreamError, TracerError
-from .stream import StreamWriter
+from .stream import StreamWriter, check_output_path
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,20 @@ class StreamOutput:
         self.write(header)
         for record in carried:
             self.write(record)
+        # A file on disk is never left without its header, even if the tracer is killed now.
+        self.flush()
+
+    def check_path(self):
+        """Raise now, before the slow program load, if the output cannot be created."""
+        path = part_path(self.path, 1) if self.rotating else self.path
+        try:
+            if not self.rotating:
+                check_output_path(path, self.force)
+            directory = os.path.dirname(os.path.abspath(path))
+            if not os.access(directory, os.W_OK):
+                raise StreamError(f"cannot create output file {path}: directory {directory} is not writable")
+        except StreamError as error:
+            raise TracerError(str(error), exit_codes.CANT_CREATE) from None
 
     def write(self, record):
         """Write one record unless an earlier write failed; then count it as unwritten."""

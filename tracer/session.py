@@ -132,14 +132,19 @@ class TraceSession:
         options = self.options
         if options.show_other:
             options.program.other_role = OTHER_ROLE_NUMBER
-        program, bcc, features = load_program(options.program, options.program.count_syscalls)
         self.output = StreamOutput(options.output, options.force, options.rotate_size, options.rotate_seconds)
-        try:
-            sink = RecordSink(self.output, options.observers, options.redactor)
-            trailer = self._trace(program, bcc, features, sink)
-        finally:
-            self.output.close()
-            program.close()
+        self.output.check_path()
+
+        # Signals are caught from here on, so that one that arrives while
+        # the program compiles still ends the run cleanly, with a trailer.
+        with StopRequested() as self.stop:
+            program, bcc, features = load_program(options.program, options.program.count_syscalls)
+            try:
+                sink = RecordSink(self.output, options.observers, options.redactor)
+                trailer = self._trace(program, bcc, features, sink)
+            finally:
+                self.output.close()
+                program.close()
         self.output.raise_failure()
         return trailer
 
@@ -233,30 +238,30 @@ class TraceSession:
         self.bucket_start = start_ns
         next_rescan = time.monotonic() + options.rescan_seconds
 
-        with StopRequested() as stop:
-            while True:
-                time.sleep(POLL_SECONDS)
-                program.drain_events()
-                now_ns = monotonic_ns()
-                if agent_log:
-                    for record in marker_records(agent_log.read_entries(), now_ns):
-                        sink.write(record)
+        stop = self.stop
+        while True:
+            time.sleep(POLL_SECONDS)
+            program.drain_events()
+            now_ns = monotonic_ns()
+            if agent_log:
+                for record in marker_records(agent_log.read_entries(), now_ns):
+                    sink.write(record)
 
-                if now_ns - self.bucket_start >= self.interval_ns:
-                    self._close_bucket(counters, table, sink, now_ns)
+            if now_ns - self.bucket_start >= self.interval_ns:
+                self._close_bucket(counters, table, sink, now_ns)
 
-                if time.monotonic() >= next_rescan:
-                    for record in table.rescan(now_ns):
-                        sink.write(record)
-                    next_rescan = time.monotonic() + options.rescan_seconds
+            if time.monotonic() >= next_rescan:
+                for record in table.rescan(now_ns):
+                    sink.write(record)
+                next_rescan = time.monotonic() + options.rescan_seconds
 
-                if stop:
-                    log.info("stopping on signal %s", signal.Signals(stop.signal).name)
-                    return "signal"
-                if options.stop_when and options.stop_when():
-                    return "done"
-                if deadline and now_ns >= deadline:
-                    return "duration"
+            if stop:
+                log.info("stopping on signal %s", signal.Signals(stop.signal).name)
+                return "signal"
+            if options.stop_when and options.stop_when():
+                return "done"
+            if deadline and now_ns >= deadline:
+                return "duration"
 
     def _close_bucket(self, counters, table, sink, now_ns):
         """Write the bucket that ends now, check the CPU budget, and rotate the output if it is due."""

@@ -85,6 +85,7 @@ def _is_role_rule(value: Any) -> bool:
 INT = Kind("an integer", _is_int)
 COUNT = Kind("a non-negative integer", _is_count)
 POSITIVE_NUMBER = Kind("a positive number", lambda v: _is_number(v) and v > 0)
+POSITIVE_INT = Kind("a positive integer", lambda v: _is_int(v) and v > 0)
 STR = Kind("a string", lambda v: isinstance(v, str))
 OPTIONAL_STR = Kind("a string or nil", lambda v: v is None or isinstance(v, str))
 BOOL = Kind("a boolean", lambda v: isinstance(v, bool))
@@ -117,6 +118,7 @@ FIELDS: dict[str, tuple[tuple[str, Kind, bool], ...]] = {
         ("version", STR, False),
         ("host", STR, True),
         ("kernel", STR, False),
+        ("cpus", POSITIVE_INT, False),
         ("arch", STR, True),
         ("compat_arch", OPTIONAL_STR, True),
         ("clock", MAP, False),
@@ -361,11 +363,16 @@ class StreamWriter:
         self.close()
 
 
-def _remove_existing_output(path: str, force: bool) -> None:
+def check_output_path(path: str, force: bool) -> bool:
+    """Raise StreamError unless `path` may become a new output file; return whether it exists.
+
+    A symbolic link or anything but a regular file is always rejected, and
+    an existing regular file unless `force` is true.
+    """
     try:
         status = os.lstat(path)
     except FileNotFoundError:
-        return
+        return False
     except OSError as error:
         raise StreamError(f"cannot check output file {path}: {error.strerror}") from None
 
@@ -380,6 +387,12 @@ def _remove_existing_output(path: str, force: bool) -> None:
         )
     if not force:
         raise StreamError(f"output file {path} exists; pass --force to replace it")
+    return True
+
+
+def _remove_existing_output(path: str, force: bool) -> None:
+    if not check_output_path(path, force):
+        return
 
     try:
         os.unlink(path)
