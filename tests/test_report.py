@@ -25,6 +25,8 @@ from tracer.stream import StreamError, StreamWriter
 
 START = 5_000_000_000_000
 SECOND = 1_000_000_000
+# The test headers carry no CPU count, so reports assume this machine's.
+CPUS = os.cpu_count()
 ROLES = ("master", "keep_alive", "statistics", "process_command")
 LONG_HELPER = (
     "/opt/aws/opsworks/current/vendor/bundle/ruby/3.1.0/gems/chef-15.0.0/bin/"
@@ -216,7 +218,7 @@ def write_stream(path, records: list[dict]) -> str:
     return str(path)
 
 
-def zero_entry(start: float) -> dict:
+def zero_entry(start: float, counter_seconds: float = 30.0) -> dict:
     return {
         "start": start,
         "process_forks": 0,
@@ -226,13 +228,46 @@ def zero_entry(start: float) -> dict:
         "exits": 0,
         "syscalls": 0,
         "cpu_seconds": 0.0,
+        "cpu_core_percent": 0.0,
+        "cpu_machine_percent": 0.0,
+        "counter_seconds": counter_seconds,
+        "command_lines": {},
     }
 
 
-def entry(start: float, **counts) -> dict:
-    result = zero_entry(start)
+def core_percent(cpu_seconds: float, counter_seconds: float) -> float:
+    """Return CPU % of one core the way the report computes it, from integer nanoseconds."""
+    return 100.0 * round(cpu_seconds * SECOND) / round(counter_seconds * SECOND)
+
+
+def machine_percent(cpu_seconds: float, counter_seconds: float, cpus: int = CPUS) -> float:
+    return 100.0 * round(cpu_seconds * SECOND) / (round(counter_seconds * SECOND) * cpus)
+
+
+def entry(start: float, counter_seconds: float = 30.0, **counts) -> dict:
+    result = zero_entry(start, counter_seconds)
     result.update(counts)
+    cpu_seconds = result["cpu_seconds"]
+    result["cpu_core_percent"] = core_percent(cpu_seconds, counter_seconds)
+    result["cpu_machine_percent"] = machine_percent(cpu_seconds, counter_seconds)
     return result
+
+
+def runs(execs: int, failed_execs: int = 0) -> dict:
+    return {"execs": execs, "failed_execs": failed_execs}
+
+
+def command_line(executables: dict, failed_executables: dict | None = None) -> dict:
+    failed_executables = failed_executables or {}
+    return {
+        "execs": sum(executables.values()),
+        "failed_execs": sum(failed_executables.values()),
+        "executables": executables,
+        "failed_executables": failed_executables,
+    }
+
+
+LONG_HELPER_NAME = LONG_HELPER.rsplit("/", 1)[-1]
 
 
 WEB1_ROLES = {
@@ -245,8 +280,14 @@ WEB1_ROLES = {
         "syscalls_total": 0,
         "syscalls": {},
         "cpu_seconds": 0.0,
+        "cpu_core_percent": 0.0,
+        "cpu_machine_percent": 0.0,
         "executables": {},
         "failed_executables": {},
+        "command_lines": {},
+        "exec_depths": {},
+        "max_exec_depth": None,
+        "forks_without_exec": 0,
         "timeline": [zero_entry(0.0), zero_entry(30.0)],
     },
     "keep_alive": {
@@ -266,11 +307,36 @@ WEB1_ROLES = {
             "getpid": 2,
         },
         "cpu_seconds": 0.00225,
+        "cpu_core_percent": core_percent(0.00225, 60),
+        "cpu_machine_percent": machine_percent(0.00225, 60),
         "executables": {"/usr/bin/true": 3, "/bin/cat": 2},
         "failed_executables": {},
+        "command_lines": {
+            "true": command_line({"/usr/bin/true": 3}),
+            "cat": command_line({"/bin/cat": 2}),
+        },
+        "exec_depths": {"1": 5},
+        "max_exec_depth": 1,
+        "forks_without_exec": 0,
         "timeline": [
-            entry(0.0, process_forks=3, execs=3, exits=3, syscalls=30, cpu_seconds=0.00125),
-            entry(30.0, process_forks=2, execs=2, exits=2, syscalls=14, cpu_seconds=0.001),
+            entry(
+                0.0,
+                process_forks=3,
+                execs=3,
+                exits=3,
+                syscalls=30,
+                cpu_seconds=0.00125,
+                command_lines={"true": runs(3)},
+            ),
+            entry(
+                30.0,
+                process_forks=2,
+                execs=2,
+                exits=2,
+                syscalls=14,
+                cpu_seconds=0.001,
+                command_lines={"cat": runs(2)},
+            ),
         ],
     },
     "statistics": {
@@ -282,10 +348,24 @@ WEB1_ROLES = {
         "syscalls_total": 3,
         "syscalls": {"clone": 1, "execve": 1, "wait4": 1},
         "cpu_seconds": 0.00075,
+        "cpu_core_percent": core_percent(0.00075, 60),
+        "cpu_machine_percent": machine_percent(0.00075, 60),
         "executables": {"/usr/bin/uptime": 1},
         "failed_executables": {},
+        "command_lines": {"uptime": command_line({"/usr/bin/uptime": 1})},
+        "exec_depths": {"1": 1},
+        "max_exec_depth": 1,
+        "forks_without_exec": 0,
         "timeline": [
-            entry(0.0, process_forks=1, execs=1, exits=1, syscalls=3, cpu_seconds=0.00075),
+            entry(
+                0.0,
+                process_forks=1,
+                execs=1,
+                exits=1,
+                syscalls=3,
+                cpu_seconds=0.00075,
+                command_lines={"uptime": runs(1)},
+            ),
             zero_entry(30.0),
         ],
     },
@@ -298,8 +378,20 @@ WEB1_ROLES = {
         "syscalls_total": 12,
         "syscalls": {"unknown(999)": 7, "clone3": 2, "execve": 2, "clone": 1},
         "cpu_seconds": 2.0,
+        "cpu_core_percent": core_percent(2.0, 60),
+        "cpu_machine_percent": machine_percent(2.0, 60),
         "executables": {LONG_HELPER: 1, "/usr/bin/chef-solo": 1},
         "failed_executables": {"/usr/local/bin/chef-solo": 1, "/usr/local/sbin/chef-solo": 1},
+        "command_lines": {
+            "chef-solo": command_line(
+                {"/usr/bin/chef-solo": 1},
+                {"/usr/local/bin/chef-solo": 1, "/usr/local/sbin/chef-solo": 1},
+            ),
+            LONG_HELPER_NAME: command_line({LONG_HELPER: 1}),
+        },
+        "exec_depths": {"1": 1, "2": 1},
+        "max_exec_depth": 2,
+        "forks_without_exec": 0,
         "timeline": [
             zero_entry(0.0),
             entry(
@@ -311,6 +403,7 @@ WEB1_ROLES = {
                 exits=2,
                 syscalls=12,
                 cpu_seconds=2.0,
+                command_lines={"chef-solo": runs(1, 2), LONG_HELPER_NAME: runs(1)},
             ),
         ],
     },
@@ -458,8 +551,14 @@ def test_csv_rows_exact(web1):
         "exits",
         "syscalls",
         "cpu_seconds",
+        "cpu_core_percent",
+        "cpu_machine_percent",
+        "counter_seconds",
+        "wall_start",
+        "lower_bound",
     ]
-    assert rows[1:] == [
+    # The first ten columns of each row, as before CPU % and wall-clock time were added.
+    first_columns = [
         ["web-1", "master", "0.0", "0", "0", "0", "0", "0", "0", "0.000000000"],
         ["web-1", "master", "30.0", "0", "0", "0", "0", "0", "0", "0.000000000"],
         ["web-1", "keep_alive", "0.0", "3", "0", "3", "0", "3", "30", "0.001250000"],
@@ -468,6 +567,19 @@ def test_csv_rows_exact(web1):
         ["web-1", "statistics", "30.0", "0", "0", "0", "0", "0", "0", "0.000000000"],
         ["web-1", "process_command", "0.0", "0", "0", "0", "0", "0", "0", "0.000000000"],
         ["web-1", "process_command", "30.0", "2", "2", "2", "2", "2", "12", "2.000000000"],
+    ]
+    assert rows[1:] == [row + csv_tail(float(row[9]), float(row[2])) for row in first_columns]
+
+
+def csv_tail(cpu_seconds: float, start: float) -> list[str]:
+    """Return the CPU %, counter time, wall-clock start and lower-bound cells of a web-1 CSV row."""
+    wall_start = {0: "2024-11-30T20:53:20.000Z", 30: "2024-11-30T20:53:50.000Z"}[start]
+    return [
+        f"{core_percent(cpu_seconds, 30):.9f}",
+        f"{machine_percent(cpu_seconds, 30):.9f}",
+        "30.000000000",
+        wall_start,
+        "false",
     ]
 
 
@@ -485,7 +597,15 @@ def test_two_hosts_sum_and_by_host(web1, web2):
     assert web2_keep_alive["process_forks"] == 4
     assert web2_keep_alive["syscalls"] == {"getppid": 10}
     assert web2_keep_alive["timeline"] == [
-        entry(0.0, process_forks=4, execs=4, exits=4, syscalls=10, cpu_seconds=0.001)
+        entry(
+            0.0,
+            process_forks=4,
+            execs=4,
+            exits=4,
+            syscalls=10,
+            cpu_seconds=0.001,
+            command_lines={"true": runs(4)},
+        )
     ]
 
     keep_alive = report["roles"]["keep_alive"]
@@ -496,11 +616,36 @@ def test_two_hosts_sum_and_by_host(web1, web2):
     assert keep_alive["syscalls"]["getppid"] == 30
     assert keep_alive["cpu_seconds"] == 0.00325
     assert keep_alive["executables"] == {"/usr/bin/true": 7, "/bin/cat": 2}
+    # Over both hosts, CPU % is of the 60 s of counters in the first bucket
+    # (30 s per host) and of the 90 s of counters in all.
     assert keep_alive["timeline"] == [
-        entry(0.0, process_forks=7, execs=7, exits=7, syscalls=40, cpu_seconds=0.00225),
-        entry(30.0, process_forks=2, execs=2, exits=2, syscalls=14, cpu_seconds=0.001),
+        entry(
+            0.0,
+            counter_seconds=60.0,
+            process_forks=7,
+            execs=7,
+            exits=7,
+            syscalls=40,
+            cpu_seconds=0.00225,
+            command_lines={"true": runs(7)},
+        ),
+        entry(
+            30.0,
+            process_forks=2,
+            execs=2,
+            exits=2,
+            syscalls=14,
+            cpu_seconds=0.001,
+            command_lines={"cat": runs(2)},
+        ),
     ]
-    assert report["roles"]["process_command"] == WEB1_ROLES["process_command"]
+    web1_process_command = WEB1_ROLES["process_command"]
+    assert report["roles"]["process_command"] == {
+        **web1_process_command,
+        "cpu_core_percent": core_percent(2.0, 90),
+        "cpu_machine_percent": machine_percent(2.0, 90),
+        "timeline": [zero_entry(0.0, counter_seconds=60.0), web1_process_command["timeline"][1]],
+    }
 
 
 def test_two_hosts_csv_and_table(web1, web2):

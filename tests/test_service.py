@@ -24,7 +24,7 @@ from tracer.service import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
-UNIT_FILE = REPO / "packaging" / UNIT_NAME
+UNIT_FILE = REPO / "deploy" / UNIT_NAME
 INSTALLED = str(Path(sys.executable).parent / "agent-tracer")
 
 FAKE_SYSTEMCTL = """#!/bin/sh

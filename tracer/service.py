@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 UNIT_NAME = "agent-tracer.service"
 UNIT_DIR = Path("etc/systemd/system")
 
-# The executable that packaging/agent-tracer.service names in ExecStart, where
+# The executable that deploy/agent-tracer.service names in ExecStart, where
 # scripts/setup.sh links it; install-service writes the installed one instead.
 TEMPLATE_EXECUTABLE = "/usr/local/bin/agent-tracer"
 
@@ -31,19 +31,18 @@ UNSAFE_PATH_CHARACTERS = set(" \t\n\"'\\;$`")
 
 
 def read_unit_template():
-    """Return the text of packaging/agent-tracer.service.
+    """Return the text of deploy/agent-tracer.service.
 
-    It is package data (tracer.packaging) in an installed agent-tracer, and
-    packaging/ beside the tracer package in a source checkout.
+    It is package data (tracer.deploy) in an installed agent-tracer, and
+    deploy/ beside the tracer package in a source checkout.
     """
     try:
-        return (resources.files("tracer.packaging") / UNIT_NAME).read_text()
+        return (resources.files("tracer.deploy") / UNIT_NAME).read_text()
     except (ModuleNotFoundError, FileNotFoundError):
         pass
 
-    # NOTE: the fallback serves checkouts whose package metadata does not
-    # map packaging/ to tracer.packaging yet.
-    source = Path(__file__).resolve().parent.parent / "packaging" / UNIT_NAME
+    # A checkout that was not installed has no tracer.deploy package.
+    source = Path(__file__).resolve().parent.parent / "deploy" / UNIT_NAME
     try:
         return source.read_text()
     except OSError as error:

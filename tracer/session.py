@@ -158,7 +158,7 @@ class TraceSession:
             "version": __version__,
             "host": socket.gethostname(),
             "kernel": platform.release(),
-            "cpus": os.cpu_count(),
+            "cpus": os.cpu_count() or 1,
             "arch": native,
             "compat_arch": compat,
             "clock": {"monotonic_ns": monotonic_ns(), "realtime_ns": time.time_ns()},
@@ -264,10 +264,19 @@ class TraceSession:
                 return "duration"
 
     def _close_bucket(self, counters, table, sink, now_ns):
-        """Write the bucket that ends now, check the CPU budget, and rotate the output if it is due."""
-        overrun = now_ns - self.bucket_start >= 2 * self.interval_ns
-        self._write_bucket(counters, table.numbers, sink, self.bucket_start, now_ns, overrun)
-        self.bucket_start = now_ns
+        """Write the bucket that ends now, check the CPU budget, and rotate the output if it is due.
+
+        Buckets end on a fixed grid (start + k * interval), so that streams
+        line up; the counters are read up to 50 ms after the grid point. A
+        loop that fell a whole interval behind ends the bucket now instead
+        and counts an overrun.
+        """
+        end_ns = self.bucket_start + self.interval_ns
+        overrun = now_ns - end_ns >= self.interval_ns
+        if overrun:
+            end_ns = now_ns
+        self._write_bucket(counters, table.numbers, sink, self.bucket_start, end_ns, overrun)
+        self.bucket_start = end_ns
 
         if self.budget:
             for notice in self.budget.check(now_ns):

@@ -17,7 +17,8 @@ def render_report(paths: list[str | os.PathLike], output_format: str = "table") 
 
     Raises StreamError for a file that cannot be read, and ValueError for an
     unknown format. Warnings (a truncated stream, say) are part of the table
-    but not of JSON or CSV text; they are in `build_report(...)["warnings"]`.
+    and of the JSON (`warnings`), not of the CSV text; the CSV's `lower_bound`
+    column marks hosts with losses or truncated streams.
     """
     formatter = FORMATTERS.get(output_format)
     if formatter is None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import textwrap
+from tracer.report.table_commands import command_lines as lifecycle_lines
+from tracer.report.table_commands import compare_lines
+from tracer.report.table_wallclock import wallclock_lines
+from tracer.report.text import COUNT_WIDTH, LABEL_WIDTH, WIDTH, count_line, number, shorten, wrap
 
-WIDTH = 80
 TOP = 5
-LABEL_WIDTH = 18
-COUNT_WIDTH = 12
 
 # Label of each count in a role block, in the order shown.
 ROLE_COUNTS = (
@@ -18,21 +18,6 @@ ROLE_COUNTS = (
     ("exits", "exits"),
     ("syscalls_total", "syscalls"),
 )
-
-
-def shorten(text: str, width: int) -> str:
-    """Cut `text` to `width` characters, replacing its middle with '...'."""
-    if len(text) <= width:
-        return text
-    if width <= 3:
-        return text[:width]
-    head = (width - 3) // 2
-    tail = width - 3 - head
-    return text[:head] + "..." + text[len(text) - tail :]
-
-
-def count_line(label: str, value: str) -> str:
-    return f"  {label:<{LABEL_WIDTH}} {value:>{COUNT_WIDTH}}"
 
 
 def ranking_lines(title: str, counts: dict[str, int]) -> list[str]:
@@ -47,22 +32,52 @@ def ranking_lines(title: str, counts: dict[str, int]) -> list[str]:
     return lines
 
 
-def format_table(report: dict) -> str:
-    """Return the report as text: a summary, one block per role, hosts, losses, warnings."""
+def command_line_ranking(command_lines: dict[str, dict]) -> list[str]:
+    """Return the top normalised command lines with their exec and failed exec counts."""
+    name_width = WIDTH - 4 - 2 * 8
+    lines = [f"  {'top command lines':<{name_width + 2}} {'execs':>7} {'failed':>7}"]
+    for text, row in list(command_lines.items())[:TOP]:
+        lines.append(
+            f"    {shorten(text, name_width):<{name_width}} "
+            f"{row['execs']:>7} {row['failed_execs']:>7}"
+        )
+    return lines
+
+
+def format_table(report: dict, compare: bool = False) -> str:
+    """Return the report as text: a summary, then the roles and commands, or the comparison.
+
+    Both views end with the hosts, the losses, notes and warnings.
+    """
     lines = summary_lines(report)
 
-    if not report["roles"]:
-        lines += ["", "No roles were configured or seen."]
-    for name, role in report["roles"].items():
+    if compare:
         lines.append("")
-        lines += role_lines(name, role)
+        lines += compare_lines(report)
+    else:
+        if not report["roles"]:
+            lines += ["", "No roles were configured or seen."]
+        for name, role in report["roles"].items():
+            lines.append("")
+            lines += role_lines(name, role)
+        if report["commands"]:
+            lines.append("")
+            lines += lifecycle_lines(report)
 
     if len(report["hosts"]) > 1:
         lines.append("")
         lines += host_lines(report)
+        if report["aligned"] is not None and not compare:
+            lines.append("")
+            lines += wallclock_lines(report["aligned"])
 
     lines.append("")
     lines += lost_lines(report)
+
+    if report["notes"]:
+        lines += ["", "Notes"]
+        for note in report["notes"]:
+            lines += wrap(note, "  - ", "    ")
 
     if report["warnings"]:
         lines += ["", "Warnings"]
@@ -78,11 +93,19 @@ def summary_lines(report: dict) -> list[str]:
     stream_text = f"{len(streams)} stream" + ("s" if len(streams) != 1 else "")
     if incomplete:
         stream_text += f", {incomplete} incomplete"
+    several = len(report["by_host"]) > 1
+    cpus = ", ".join(
+        (f"{name} " if several else "")
+        + str(host["cpus"])
+        + (" (assumed)" if host["cpus_assumed"] else "")
+        for name, host in report["by_host"].items()
+    )
 
     lines = ["agent-tracer report"]
     lines += wrap(", ".join(report["hosts"]), "Hosts:    ", "          ")
     lines.append(f"Streams:  {stream_text}")
     lines.append(f"Duration: {report['duration_seconds']:.1f} s")
+    lines += wrap(cpus, "CPUs:     ", "          ")
     return lines
 
 
@@ -91,6 +114,12 @@ def role_lines(name: str, role: dict) -> list[str]:
     for key, label in ROLE_COUNTS:
         lines.append(count_line(label, str(role[key])))
     lines.append(count_line("cpu seconds", f"{role['cpu_seconds']:.6f}"))
+    lines.append(count_line("cpu % of one core", number(role["cpu_core_percent"])))
+    lines.append(count_line("cpu % of machine", number(role["cpu_machine_percent"])))
+    lines.append(count_line("forks without exec", str(role["forks_without_exec"])))
+    if role["exec_depths"]:
+        depths = ", ".join(f"{depth}: {count}" for depth, count in role["exec_depths"].items())
+        lines += wrap(depths, f"  {'exec depths':<{LABEL_WIDTH}} ", " " * (LABEL_WIDTH + 3))
 
     for title, counts in (
         ("top syscalls", role["syscalls"]),
@@ -99,6 +128,8 @@ def role_lines(name: str, role: dict) -> list[str]:
     ):
         if counts:
             lines += ranking_lines(title, counts)
+    if role["command_lines"]:
+        lines += command_line_ranking(role["command_lines"])
     return lines
 
 
@@ -119,18 +150,16 @@ def lost_lines(report: dict) -> list[str]:
     lines = ["Lost"]
     for name, count in report["lost"].items():
         lines.append(count_line(name, str(count)))
-    if report["lower_bounds"]:
+
+    lost = any(report["lost"].values())
+    if lost and report["truncated"]:
+        lines.append(
+            "  Data was lost and a stream ends early, so every count above is a lower bound."
+        )
+    elif lost:
         lines.append("  Data was lost, so every count above is a lower bound.")
+    elif report["truncated"]:
+        lines.append("  A stream ends early, so every count above is a lower bound.")
     else:
         lines.append("  Nothing was lost.")
     return lines
-
-
-def wrap(text: str, first_prefix: str, prefix: str) -> list[str]:
-    return textwrap.wrap(
-        text,
-        WIDTH,
-        initial_indent=first_prefix,
-        subsequent_indent=prefix,
-        break_on_hyphens=False,
-    )
