@@ -11,10 +11,13 @@
 #   --demo   run `agent-tracer demo` once set-up is done.
 #
 # Environment:
-#   AGENT_TRACER_OFFLINE=1   install nothing from the network: the
-#                            distribution packages (python3-psutil,
-#                            python3-click, python3-msgpack, python3-pytest)
-#                            must already be there. The VM test stage uses it.
+#   AGENT_TRACER_OFFLINE=1   install nothing from the network. Python
+#                            packages come from AGENT_TRACER_WHEELHOUSE when
+#                            it is set (a directory filled by
+#                            `pip download`), else from the distribution
+#                            (python3-psutil, python3-click, python3-msgpack,
+#                            python3-pytest), which must be installed.
+#                            The VM test stage uses it.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -81,7 +84,10 @@ make_venv() {
 		/usr/bin/python3 -m venv --system-site-packages "$venv"
 	fi
 
-	if [ "$offline" = 1 ]; then
+	if [ "$offline" = 1 ] && [ -n "${AGENT_TRACER_WHEELHOUSE:-}" ]; then
+		"$venv/bin/pip" install -q --no-index --find-links "$AGENT_TRACER_WHEELHOUSE" \
+			--no-build-isolation -e "$repo[test,plot,rich,metrics]" >&2
+	elif [ "$offline" = 1 ]; then
 		"$venv/bin/pip" install -q --no-index --no-deps --no-build-isolation -e "$repo" >&2
 	else
 		"$venv/bin/pip" install -q -e "$repo[test,plot,rich,metrics]" >&2

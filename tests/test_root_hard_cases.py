@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from livetracer import TITLE_PREFIX, Workload, role_summary, settled, wait_until
+from livetracer import TITLE_PREFIX, Workload, role_summary, scaled, settled, wait_until
 from test_root_attribution import run_case, unique_role
 from tracer.syscalls import number
 
@@ -95,7 +95,11 @@ def test_retitled_child_moves_role(live_tracer, spawns):
 
     assert child["process_forks"] == spawns
     assert child["execs"] == spawns
-    assert [r for r in records if r.get("type") == "root" and r["pid"] == output["child"]][0]["reason"] == "retitle"
+    roots = [r for r in records if r.get("type") == "root" and r["pid"] == output["child"]]
+    assert [root["role"] for root in roots] == [child_role]
+    # The fork event's title normally finds the retitle first; on a slow
+    # machine the /proc rescan may see it before the child forks.
+    assert roots[0]["reason"] in ("retitle", "rescan")
     assert parent["process_forks"] == 1
     assert parent["execs"] == 0
 
@@ -109,7 +113,7 @@ def test_back_to_back_spawns(live_tracer):
 
 def test_spawn_storm_exact(live_tracer):
     workers = 2 * os.cpu_count()
-    rounds = 5000
+    rounds = scaled(5000)
     role, _, _, summary, records = run_case(live_tracer, "storm", "storm", workers, rounds)
     lost = sum(r.get("lost", {}).get("events", 0) for r in records if r.get("type") == "bucket")
 

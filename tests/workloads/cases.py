@@ -8,6 +8,7 @@ then), does its work, and prints one JSON line with the pids it created.
 import ctypes
 import json
 import os
+import resource
 import subprocess
 import sys
 import threading
@@ -199,7 +200,8 @@ def case_storm(workers, rounds):
 
 
 def case_busy_child(milliseconds):
-    """A child burns CPU for N ms; returns its own CPU time from getrusage."""
+    """A child burns CPU for N ms; returns its CPU time and this process's own since the gate."""
+    start = resource.getrusage(resource.RUSAGE_SELF)
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -210,7 +212,9 @@ def case_busy_child(milliseconds):
         os._exit(0)
     os.close(write)
     _, status, usage = os.wait4(pid, 0)
-    return {"child": pid, "cpu_seconds": usage.ru_utime + usage.ru_stime}
+    end = resource.getrusage(resource.RUSAGE_SELF)
+    own = (end.ru_utime - start.ru_utime) + (end.ru_stime - start.ru_stime)
+    return {"child": pid, "cpu_seconds": usage.ru_utime + usage.ru_stime, "parent_cpu_seconds": own}
 
 
 def main():
