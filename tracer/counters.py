@@ -38,8 +38,15 @@ class PerCpuU64Array:
 
     def read(self):
         """Return a list of per-entry sums over all CPUs."""
-        raw = self._read_raw()
-        view = memoryview(raw).cast("B").cast("Q")
+        return self.sum_cpus(memoryview(self._read_raw()).cast("B"))
+
+    def read_bytes(self):
+        """Return the raw per-CPU values as bytes, entry after entry."""
+        return bytes(memoryview(self._read_raw()).cast("B"))
+
+    def sum_cpus(self, raw):
+        """Sum raw per-CPU values (bytes of whole entries) into one value per entry."""
+        view = memoryview(raw).cast("Q")
         totals = view[0 :: self.cpus].tolist()
         for cpu in range(1, self.cpus):
             totals = list(map(operator.add, totals, view[cpu :: self.cpus].tolist()))
@@ -90,7 +97,7 @@ class CounterReader:
         self.cpu = PerCpuU64Array(bpf["cpu_ns"], self.max_roles, lib)
         self.lost = PerCpuU64Array(bpf["lost_counts"], len(self.lost_names), lib)
 
-        self.previous_syscalls = [0] * (self.max_roles * self.slots)
+        self.previous_syscalls = bytes(self.max_roles * self.slots * 8 * self.cpu.cpus)
         self.previous_overflow = {}
         self.previous_cpu = [0] * self.max_roles
         self.previous_lost = [0] * len(self.lost_names)
@@ -103,19 +110,23 @@ class CounterReader:
             return by_role.setdefault(role, {"syscalls": {}, "syscalls_compat": {}, "cpu_ns": 0})
 
         if self.syscalls is not None:
-            current = self.syscalls.read()
+            # Most roles' rows do not change in a bucket, and most of the
+            # table belongs to unused role numbers: compare raw rows first
+            # and sum per-CPU values only where they changed.
+            current = self.syscalls.read_bytes()
             previous = self.previous_syscalls
+            row = self.slots * 8 * self.syscalls.cpus
             for role in range(1, self.max_roles):
-                start = role * self.slots
-                end = start + self.slots
-                if current[start:end] == previous[start:end]:
+                start = role * row
+                if current[start : start + row] == previous[start : start + row]:
                     continue
-                for slot in range(start, end):
-                    delta = current[slot] - previous[slot]
+                now = self.syscalls.sum_cpus(current[start : start + row])
+                before = self.syscalls.sum_cpus(previous[start : start + row])
+                for slot in range(self.slots):
+                    delta = now[slot] - before[slot]
                     if delta:
-                        nr = slot - start
-                        table = "syscalls_compat" if nr >= self.abi_slots else "syscalls"
-                        role_entry(role)[table][nr % self.abi_slots] = delta
+                        table = "syscalls_compat" if slot >= self.abi_slots else "syscalls"
+                        role_entry(role)[table][slot % self.abi_slots] = delta
             self.previous_syscalls = current
             self._add_overflow(role_entry)
 

@@ -208,8 +208,6 @@ class TraceSession:
 
         agent_log = AgentLogTail(options.agent_log) if options.agent_log else None
         self.budget = CpuBudget(program, options.max_cpu, options.interval) if options.max_cpu else None
-        if self.budget:
-            self.budget.check(monotonic_ns())
         try:
             reason = self._loop(program, table, counters, sink, agent_log, start_ns)
         finally:
