@@ -23,8 +23,10 @@
 
 /* Maps. Role numbers are 1..MAX_ROLES-1; 0 means "not attributed". */
 
-/* tgid -> role. Written by task_newtask (child inherits) and by user space
- * (seeding, new roots); cleared by sched_process_exit when the group dies. */
+/* tgid -> role number and ABI bits (tracer.h). Written by task_newtask
+ * (child inherits), sys_enter (ABI bits), sched_process_exec (clears the ABI
+ * bits) and user space (seeding, new roots); cleared by sched_process_exit
+ * when the group dies. */
 BPF_ARRAY(role_of_tgid, u16, MAX_PID);
 
 #ifndef HAVE_EXIT_GROUP_DEAD
@@ -91,9 +93,10 @@ static __always_inline void count_lost(u32 kind)
 
 static __always_inline u16 role_of(u32 tgid)
 {
-	u16 *role = role_of_tgid.lookup(&tgid);
+	u16 *value = role_of_tgid.lookup(&tgid);
+	u16 role = value ? *value & ROLE_MASK : 0;
 
-	return role && *role ? *role : OTHER_ROLE;
+	return role ? role : OTHER_ROLE;
 }
 
 static __always_inline u32 current_tgid(void)
@@ -189,6 +192,15 @@ static __always_inline void fill_event(struct event *ev, u32 kind, u32 pid,
 	bpf_get_current_comm(&ev->comm, sizeof(ev->comm));
 }
 
+/* Give the child the parent's role, and its ABI bits when they are known. */
+static __always_inline void inherit_role(u32 parent, u32 child, u16 role)
+{
+	u16 *value = role_of_tgid.lookup(&parent);
+	u16 inherited = value && (*value & ROLE_MASK) ? *value : role;
+
+	role_of_tgid.update(&child, &inherited);
+}
+
 /*
  * Emit a fork event; when the parent's argv area is known, hand it to the
  * child and send the parent's current title along.
@@ -260,7 +272,7 @@ TRACEPOINT_PROBE(task, task_newtask)
 		count_lost(LOST_PID_RANGE);
 		return 0;
 	}
-	role_of_tgid.update(&child, &role);
+	inherit_role(tgid, child, role);
 	set_thread_count(child, 1);
 
 	return emit_fork(args, tgid, child, role);
@@ -296,6 +308,15 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 	return 0;
 }
 
+/* A new program may run under another ABI: let its first syscall show it. */
+static __always_inline void forget_abi(u32 tgid)
+{
+	u16 *value = role_of_tgid.lookup(&tgid);
+
+	if (value)
+		*value &= ROLE_MASK;
+}
+
 /*
  * sched:sched_process_exec fires once an exec has succeeded, in the new
  * program's context (its comm is already the new one). It fires for compat
@@ -316,6 +337,7 @@ TRACEPOINT_PROBE(sched, sched_process_exec)
 
 	set_thread_count(tgid, 1);
 	argv_area.delete(&tgid);
+	forget_abi(tgid);
 
 	ev = reserve_event(sizeof(*ev));
 	if (!ev)
@@ -352,19 +374,28 @@ out:
 SYS_ENTER_PROBE
 {
 	u32 tgid = current_tgid();
-	u16 role;
+	u16 *value, role;
 	long nr;
 	u32 compat, slot;
 	u64 *count;
 
-	if (tgid >= MAX_PID)
+	value = role_of_tgid.lookup(&tgid);
+	if (!value)
 		return 0;
-	role = role_of(tgid);
+	role = *value & ROLE_MASK;
+	if (!role)
+		role = OTHER_ROLE;
 	if (!role || role >= MAX_ROLES)
 		return 0;
 
 	nr = sys_enter_nr();
-	compat = is_compat_syscall(sys_enter_regs());
+	if (*value & ABI_KNOWN) {
+		compat = !!(*value & ABI_COMPAT);
+	} else {
+		compat = is_compat_syscall(sys_enter_regs());
+		if (*value & ROLE_MASK)
+			*value |= ABI_KNOWN | (compat ? ABI_COMPAT : 0);
+	}
 
 	if (nr >= 0 && nr < ABI_SLOTS) {
 		slot = role * SYSCALL_SLOTS + compat * ABI_SLOTS + nr;

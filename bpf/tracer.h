@@ -22,6 +22,16 @@
 #define ABI_SLOTS 512
 #define SYSCALL_SLOTS (2 * ABI_SLOTS)
 
+/*
+ * A role_of_tgid value is the role number in its low bits, plus the
+ * process's syscall ABI once its first syscall has shown it, so that the
+ * code segment is read once per process, not once per syscall. Fork keeps
+ * the ABI bits (the child runs the same program); exec clears them.
+ */
+#define ROLE_MASK 0x0fff
+#define ABI_KNOWN 0x4000
+#define ABI_COMPAT 0x8000
+
 enum event_kind {
 	EVENT_FORK = 1,
 	EVENT_THREAD = 2,

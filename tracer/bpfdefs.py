@@ -9,7 +9,7 @@ import re
 from functools import lru_cache
 from importlib import resources
 
-_DEFINE = re.compile(r"^#define\s+([A-Z_][A-Z0-9_]*)\s+(\d+)\s*$", re.MULTILINE)
+_DEFINE = re.compile(r"^#define\s+([A-Z_][A-Z0-9_]*)\s+(0x[0-9a-fA-F]+|\d+)\s*$", re.MULTILINE)
 _DEFINE_EXPR = re.compile(r"^#define\s+([A-Z_][A-Z0-9_]*)\s+\((\d+)\s*\*\s*([A-Z_]+)\)\s*$", re.MULTILINE)
 _ENUM_MEMBER = re.compile(r"^\s*([A-Z_][A-Z0-9_]*)\s*=\s*(\d+),", re.MULTILINE)
 
@@ -23,7 +23,7 @@ def bpf_source_dir():
 def header_constants():
     """Parse bpf/tracer.h into a dict of constant name -> value."""
     text = (bpf_source_dir() / "tracer.h").read_text()
-    constants = {name: int(value) for name, value in _DEFINE.findall(text)}
+    constants = {name: int(value, 0) for name, value in _DEFINE.findall(text)}
 
     for name, factor, other in _DEFINE_EXPR.findall(text):
         constants[name] = int(factor) * constants[other]

@@ -143,7 +143,7 @@ class TracerProgram:
         """Return the kernel's role number for tgid (0 when not attributed)."""
         if tgid >= self.max_pid:
             return 0
-        return self.role_map[ct.c_int(tgid)].value
+        return self.role_map[ct.c_int(tgid)].value & bpfdefs.constant("ROLE_MASK")
 
     def open_events(self, callback):
         """Route every event to callback(event, payload).
