@@ -1,0 +1,1 @@
+"""agent-tracer's side-by-side cost benchmark; bench/run is its command."""
