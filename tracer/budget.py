@@ -14,7 +14,6 @@ import ctypes
 import logging
 import os
 import platform
-import time
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +57,6 @@ def program_run_time_ns(fds):
     return total
 
 
-def time_now_ns():
-    return time.monotonic_ns()
-
-
 def process_cpu_ns():
     """Return this process's user and system time in ns."""
     times = os.times()
@@ -86,7 +81,6 @@ class CpuBudget:
         self.sample_start = None  # (BPF run-time ns, monotonic ns) when sampling began
         self.bpf_share = 0.0  # BPF run time per wall-clock ns, from the last sample
         self.last = None  # (own CPU ns, monotonic ns) at the previous check
-        self._start_sample(time_now_ns())
 
     def _start_sample(self, now_ns):
         self.stats_fd = enable_bpf_stats()
