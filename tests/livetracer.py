@@ -168,10 +168,14 @@ def role_summary(records, role):
     return summary
 
 
-def settled(tracer, pid):
-    """Wait until the exit of pid is recorded and a bucket closed after it; return all records."""
+def settled(tracer, pid, role=None):
+    """Wait until the exit of pid is recorded and a bucket closed after it; return all records.
+
+    Give the role when the tracer has run long enough for pids to be reused.
+    """
     exit_record = tracer.wait_for_record(
-        lambda r: r.get("type") == "exit" and r.get("pid") == pid, what=f"the exit of {pid}"
+        lambda r: r.get("type") == "exit" and r.get("pid") == pid and role in (None, r.get("role")),
+        what=f"the exit of {pid}",
     )
     tracer.wait_for_record(
         lambda r: r.get("type") == "bucket" and r["start"] > exit_record["ts"],

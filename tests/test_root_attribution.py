@@ -4,6 +4,7 @@ import itertools
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -24,7 +25,7 @@ def run_case(tracer, stem, case, *args):
     role = unique_role(stem)
     workload = Workload(role, "cases.py", case, *args)
     output = workload.run(tracer)
-    records = settled(tracer, workload.pid)
+    records = settled(tracer, workload.pid, role)
     return role, workload, output, role_summary(records, role), records
 
 
@@ -79,7 +80,9 @@ def test_path_search_counts_one_exec(live_tracer, tmp_path):
 
 
 def test_outside_process_in_no_role(live_tracer):
+    started_ns = time.monotonic_ns()
     outsider = subprocess.Popen([sys.executable, "-c", "import os\nfor _ in range(5):\n    os.waitpid(os.posix_spawn('/bin/true', ['/bin/true'], {}), 0)\n"])
     outsider.wait()
     _, _, _, _, records = run_case(live_tracer, "after_outsider", "idle")
-    assert not [r for r in records if r.get("pid") == outsider.pid or r.get("ppid") == outsider.pid]
+    later = [r for r in records if r.get("ts", 0) > started_ns]
+    assert not [r for r in later if r.get("pid") == outsider.pid or r.get("ppid") == outsider.pid]

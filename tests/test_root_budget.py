@@ -17,7 +17,7 @@ def test_budget_sheds_argument_capture(tmp_path):
         role = unique_role("budget")
         workload = Workload(role, "cases.py", "storm", os.cpu_count(), 1500)
         workload.run(tracer)
-        records = settled(tracer, workload.pid)
+        records = settled(tracer, workload.pid, role)
     finally:
         code, _ = tracer.stop()
     assert code == 0

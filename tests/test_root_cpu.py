@@ -13,7 +13,7 @@ def test_child_cpu_time_within_ten_percent(live_tracer, milliseconds):
     role = unique_role("cpu")
     workload = Workload(role, "cases.py", "busy_child", milliseconds)
     output = workload.run(live_tracer, settle=1.0)
-    records = settled(live_tracer, workload.pid)
+    records = settled(live_tracer, workload.pid, role)
 
     # Buckets that end after the gate: the root was blocked before it, so
     # earlier CPU time (interpreter start-up) is in earlier buckets.

@@ -2,7 +2,6 @@
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -67,7 +66,7 @@ def test_without_syscall_tracepoints(tmp_path):
         role = unique_role("nosyscalls")
         workload = Workload(role, "cases.py", "exec_kinds", script)
         workload.run(tracer)
-        summary = role_summary(settled(tracer, workload.pid), role)
+        summary = role_summary(settled(tracer, workload.pid, role), role)
     finally:
         code, _ = tracer.stop()
 

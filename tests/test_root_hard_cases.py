@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from livetracer import TITLE_PREFIX, Workload, role_summary, scaled, settled, wait_until
+from livetracer import TITLE_PREFIX, Workload, role_summary, scaled, settled
 from test_root_attribution import run_case, unique_role
 from tracer.syscalls import number
 
@@ -19,7 +19,7 @@ def test_thread_exit_and_exec_from_thread(any_tracer):
     role = unique_role("threadexec")
     workload = Workload(role, "cases.py", "thread_exec")
     workload.run(any_tracer)
-    summary = role_summary(settled(any_tracer, workload.pid), role)
+    summary = role_summary(settled(any_tracer, workload.pid, role), role)
 
     assert summary["thread_creations"] == 5
     assert summary["process_forks"] == 3
@@ -34,17 +34,23 @@ def test_main_thread_exit_keeps_role(any_tracer):
     live_tracer = any_tracer
     role = unique_role("mainexit")
     workload = Workload(role, "cases.py", "main_thread_exit", 1.0)
-    live_tracer.wait_for_record(lambda r: r.get("type") == "root" and r.get("pid") == workload.pid)
+    live_tracer.wait_for_record(
+        lambda r: r.get("type") == "root" and r.get("pid") == workload.pid and r.get("role") == role
+    )
     workload.process.stdin.write("go\n")
     workload.process.stdin.close()
     workload.process.stdout.readline()
 
     time.sleep(0.5)
-    early = [r for r in live_tracer.read() if r.get("type") == "exit" and r.get("pid") == workload.pid]
+    # Filter on the role too: the pid may belong to an earlier process of the session.
+    early = [
+        r for r in live_tracer.read()
+        if r.get("type") == "exit" and r.get("pid") == workload.pid and r.get("role") == role
+    ]
     assert early == [], "the process was reported dead while its worker thread ran"
 
     workload.process.wait(timeout=30)
-    summary = role_summary(settled(live_tracer, workload.pid), role)
+    summary = role_summary(settled(live_tracer, workload.pid, role), role)
     assert summary["exit_pids"] == [workload.pid]
     assert summary["syscalls"].get(number("getppid", "x86_64")) == 1
 
@@ -75,10 +81,10 @@ def ia32_program(tmp_path_factory):
 def test_ia32_syscalls(live_tracer, ia32_program):
     role = unique_role("ia32")
     process = subprocess.Popen([f"{TITLE_PREFIX} {role}"], executable=str(ia32_program), stdin=subprocess.PIPE)
-    live_tracer.wait_for_record(lambda r: r.get("type") == "root" and r.get("pid") == process.pid)
+    live_tracer.wait_for_record(lambda r: r.get("type") == "root" and r.get("pid") == process.pid and r.get("role") == role)
     process.communicate(b"g", timeout=30)
     assert process.returncode == 0
-    summary = role_summary(settled(live_tracer, process.pid), role)
+    summary = role_summary(settled(live_tracer, process.pid, role), role)
 
     assert summary["syscalls_compat"].get(number("getpid", "i386")) == 100
     assert summary["syscalls"].get(number("writev", "x86_64"), 0) == 0
