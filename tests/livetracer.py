@@ -99,7 +99,7 @@ class LiveTracer:
             return None
         return wait_until(find, timeout, what)
 
-    def stop(self, sig=signal.SIGINT, timeout=30):
+    def stop(self, sig=signal.SIGINT, timeout=180):
         """Stop the tracer with sig; return (exit code, stdout)."""
         if self.process.poll() is None:
             self.process.send_signal(sig)

@@ -128,7 +128,7 @@ class CpuBudget:
         else:
             return []
         detail["interval"] = self.interval
-        log.warning("tracer CPU %.1f%% of one core is over the %.1f%% budget: %s", used, self.percent, action)
+        log.warning("tracer CPU %.2f%% of one core is over the %g%% budget: %s", used, self.percent, action)
         return [{"type": "notice", "ts": now_ns, "kind": "cpu_budget", "message": action, "detail": detail}]
 
     def close(self):

@@ -138,6 +138,7 @@ def demo(speed, duration, configure_at, no_configure, seed, interval, output, as
       agent-tracer demo --speed 5 -o demo.msgpack
     """
     from .cli import render_report
+    from .environment import require_root
     from .report import build_report
 
     if not no_configure and configure_at >= duration:
@@ -146,6 +147,7 @@ def demo(speed, duration, configure_at, no_configure, seed, interval, output, as
             "choose a smaller --configure-at or a longer --duration",
             param_hint="--configure-at",
         )
+    require_root()
 
     with tempfile.TemporaryDirectory(prefix="agent-tracer-demo-") as tmp:
         workdir = Path(tmp)

@@ -82,6 +82,8 @@ class StreamOutput:
             if not self.rotating:
                 check_output_path(path, self.force)
             directory = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(directory):
+                raise StreamError(f"cannot create output file {path}: directory {directory} does not exist")
             if not os.access(directory, os.W_OK):
                 raise StreamError(f"cannot create output file {path}: directory {directory} is not writable")
         except StreamError as error:

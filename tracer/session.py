@@ -203,6 +203,11 @@ class TraceSession:
         for record in table.seed(scan_processes(), monotonic_ns()):
             sink.write(record)
         sink.flush()
+        if not any(proc.is_root for proc in table.procs.values()):
+            log.warning(
+                "no running process matches the role rules yet; new ones are looked for every %g s",
+                options.rescan_seconds,
+            )
         if options.on_ready:
             options.on_ready(table)
 
