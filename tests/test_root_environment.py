@@ -136,3 +136,23 @@ def test_check_dry_run():
     result = subprocess.run([sys.executable, "-m", "tracer", "check"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("ok: BPF program compiled, loaded and attached")
+
+
+def test_perf_buffer_fallback_counts_exactly(tmp_path):
+    env = dict(os.environ, AGENT_TRACER_HIDE_TRACEPOINTS="ringbuf")
+    tracer = LiveTracer(tmp_path / "perfbuf.msgpack", env=env)
+    try:
+        tracer.wait_ready()
+        role = unique_role("perfbuf")
+        workload = Workload(role, "cases.py", "fork_kinds")
+        workload.run(tracer)
+        summary = role_summary(settled(tracer, workload.pid, role), role)
+    finally:
+        code, _ = tracer.stop()
+
+    assert code == 0
+    assert summary["process_forks"] == 5
+    assert summary["thread_creations"] == 4
+    assert summary["execs"] == 2
+    assert tracer.read()[0]["options"]["ring_buffer"] is False
+    assert "using a perf buffer" in tracer.stderr_text()

@@ -114,7 +114,8 @@ def probe_kernel(tracefs, bpf_class, count_syscalls=True):
     exit_fields = tracepoint_fields(tracefs, "sched", "sched_process_exit")
     # BPF_PROG_TYPE_RAW_TRACEPOINT arrived in 4.17; asking BCC reads all of kallsyms.
     raw = kernel_version() >= (4, 17)
-    ring = kernel_version() >= (5, 8)
+    # "ringbuf" in AGENT_TRACER_HIDE_TRACEPOINTS runs the perf buffer path of older kernels.
+    ring = kernel_version() >= (5, 8) and "ringbuf" not in hidden_groups()
     if not ring:
         warnings.append(
             "kernel older than 5.8 has no BPF ring buffer: using a perf buffer, "
