@@ -73,7 +73,7 @@ class LiveTracer:
         self.offset_records = 0
 
     def wait_ready(self, timeout=120):
-        """Wait for the start line that says what is traced."""
+        """Wait for the start line that names what is traced."""
         def ready():
             if self.process.poll() is not None:
                 raise AssertionError(f"tracer exited with {self.process.returncode}: {self.stderr_text()}")
@@ -121,7 +121,7 @@ class Workload:
         self.pid = self.process.pid
 
     def run(self, tracer, timeout=600, settle=0.0):
-        """Wait until the tracer knows the root, open the gate, wait for the end; return its JSON output.
+        """Wait until the tracer has seen the root, open the gate, wait for the end; return its JSON output.
 
         settle seconds pass between the two, so that CPU time the root
         used before the gate is in buckets that end before `gate_ns`.
@@ -139,7 +139,7 @@ class Workload:
 
 
 def role_summary(records, role):
-    """Count what the stream says about one role."""
+    """Count what the stream records for one role."""
     summary = {
         "process_forks": 0, "thread_creations": 0, "execs": 0, "failed_execs": 0, "exits": 0,
         "syscalls": {}, "syscalls_compat": {}, "cpu_ns": 0,

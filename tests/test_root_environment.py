@@ -38,7 +38,9 @@ def test_startup_with_busy_agent(tmp_path):
 
     records = tracer.read()
     root = [r for r in records if r.get("type") == "root" and r["pid"] == agent.pid]
-    assert root and root[0]["role"] == role and root[0]["reason"] == "seed"
+    assert len(root) == 1
+    assert root[0]["role"] == role
+    assert root[0]["reason"] == "seed"
 
     children = [int(pid) for pid in pids_file.read_text().split()]
     forked = {r["pid"] for r in records if r.get("type") == "fork" and r["ppid"] == agent.pid and r["role"] == role}
