@@ -962,3 +962,23 @@ def test_damaged_stream_reports_or_stream_error(position, chunk, cut):
     assert sum(int(row["process_forks"]) for row in rows) == sum(
         role["process_forks"] for role in report["roles"].values()
     )
+
+
+def test_notice_becomes_warning(tmp_path):
+    path = tmp_path / "notice.msgpack"
+    with StreamWriter.create(path) as writer:
+        writer.write(HEADER_FOR_NOTICE)
+        writer.write({"type": "notice", "ts": HEADER_FOR_NOTICE["start"] + 2_500_000_000, "kind": "cpu_budget",
+                      "message": "exec argument capture turned off", "detail": {"cpu_percent": 7.5}})
+        writer.write({"type": "trailer", "ts": HEADER_FOR_NOTICE["start"] + 3_000_000_000,
+                      "end": HEADER_FOR_NOTICE["start"] + 3_000_000_000})
+    report = build_report([path])
+    notices = [w for w in report["warnings"] if "cpu_budget" in w]
+    assert len(notices) == 1
+    assert "at 2.5 s the tracer noted (cpu_budget): exec argument capture turned off" in notices[0]
+
+
+HEADER_FOR_NOTICE = {
+    "type": "header", "schema": 1, "host": "web-1", "arch": "x86_64", "compat_arch": "i386",
+    "start": 1_000_000_000, "interval": 1.0, "roles": [{"name": "master", "rule": "cmdline =~ /x/"}],
+}

@@ -306,6 +306,7 @@ class StreamFolder:
         self.lineage = totals.lineage
         self.bucket_lost: Counter = Counter()
         self.command_line_cache: dict[tuple, str] = {}
+        self.notices: list[str] = []
 
         for rule in header["roles"]:
             totals.role(rule["name"])
@@ -337,6 +338,10 @@ class StreamFolder:
                 totals.last_ns = max(totals.last_ns, record["ts"])
             elif record_type == "trailer":
                 totals.last_ns = max(totals.last_ns, record["end"])
+            elif record_type == "notice":
+                seconds = (record["ts"] - self.start) / 1e9
+                self.notices.append(f"at {seconds:.1f} s the tracer noted ({record['kind']}): {record['message']}")
+                totals.last_ns = max(totals.last_ns, record["ts"])
             elif "ts" in record:
                 totals.last_ns = max(totals.last_ns, record["ts"])
 
@@ -575,6 +580,8 @@ def stream_summary(path: str, reader: StreamReader, folder: StreamFolder) -> Str
             f"{path} was recorded where failed exec attempts could not be seen, "
             "so its failed exec counts are missing"
         )
+    for notice in folder.notices:
+        summary.warnings.append(f"{path}: {notice}")
     for abi in folder.namer.unsupported:
         summary.warnings.append(
             f"{path} has syscall numbers of ABI {abi}, which this agent-tracer has no names for; "
