@@ -153,7 +153,6 @@ class TracerProgram:
         """
         event_ptr = ct.POINTER(self.event_type)
         exec_ptr = ct.POINTER(self.exec_event_type)
-        fork_ptr = ct.POINTER(self.fork_event_type)
         exec_kinds = {bpfdefs.constant("EVENT_EXEC"), bpfdefs.constant("EVENT_EXEC_FAILED")}
         fork_kind = bpfdefs.constant("EVENT_FORK")
         exec_size = ct.sizeof(self.exec_event_type)
