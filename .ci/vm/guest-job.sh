@@ -23,8 +23,10 @@ set -u -o pipefail
 repo=$1
 user=$2
 
-# run.sh sets the pytest arguments in job.env; none by default.
+# run.sh sets the pytest arguments and marker expression in job.env; none
+# by default.
 pytest_args=()
+pytest_marker=
 if [ -f /mnt/out/job.env ]; then
 	. /mnt/out/job.env
 fi
@@ -89,7 +91,7 @@ fi
 
 step "running vagrant/test.sh"
 test_status=0
-AGENT_TRACER_TEST_USER=$user "$repo/vagrant/test.sh" "$repo" "${pytest_args[@]}" || test_status=$?
+AGENT_TRACER_TEST_USER=$user AGENT_TRACER_TEST_MARKER=$pytest_marker "$repo/vagrant/test.sh" "$repo" "${pytest_args[@]}" || test_status=$?
 
 if [ "$demo_status" -ne 0 ] || [ "$test_status" -ne 0 ]; then
 	fail "failed: demo exit status $demo_status, vagrant/test.sh exit status $test_status"

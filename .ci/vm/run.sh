@@ -7,15 +7,18 @@
 # guest-init.sh and guest-job.sh.
 #
 # Usage: sudo .ci/vm/run.sh [--image DIR] [--out DIR] [--timeout MINUTES]
-#                           [--repo DIR] [-- PYTEST-ARGS...]
+#                           [--marker EXPR] [--repo DIR] [-- PYTEST-ARGS...]
 #   --image DIR        image built by build-image.sh (default: build or reuse
 #                      the cached one)
 #   --out DIR          output directory, which must be empty or missing
 #                      (default: a new directory under /tmp)
 #   --timeout MINUTES  time limit of the job in the guest (default 60); qemu
 #                      gets 5 minutes more for boot and power-off
+#   --marker EXPR      pytest marker expression that narrows both the
+#                      unprivileged and the root run, e.g. "not soak"
 #   --repo DIR         repository to test (default: this script's checkout)
-#   PYTEST-ARGS        passed to both pytest runs in the guest
+#   PYTEST-ARGS        passed to both pytest runs in the guest; not -m,
+#                      because each run sets its own marker expression
 #
 # Environment:
 #   AGENT_TRACER_VM_CACHE   image cache, see build-image.sh
@@ -33,22 +36,24 @@ repo=$(cd "$here/../.." && pwd)
 image=
 out=
 timeout_minutes=60
+pytest_marker=
 pytest_args=()
 
 usage_error() {
 	echo "run.sh: $*" >&2
-	echo "usage: run.sh [--image DIR] [--out DIR] [--timeout MINUTES] [--repo DIR] [-- PYTEST-ARGS...]" >&2
+	echo "usage: run.sh [--image DIR] [--out DIR] [--timeout MINUTES] [--marker EXPR] [--repo DIR] [-- PYTEST-ARGS...]" >&2
 	exit 2
 }
 
 while [ $# -gt 0 ]; do
 	case "$1" in
-	--image | --out | --timeout | --repo)
+	--image | --out | --timeout | --marker | --repo)
 		[ $# -ge 2 ] || usage_error "$1 needs a value"
 		case "$1" in
 		--image) image=$2 ;;
 		--out) out=$2 ;;
 		--timeout) timeout_minutes=$2 ;;
+		--marker) pytest_marker=$2 ;;
 		--repo) repo=$2 ;;
 		esac
 		shift 2
@@ -66,6 +71,14 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
+# vagrant/test.sh rejects -m as well, but only after the boot.
+for arg in "${pytest_args[@]}"; do
+	case "$arg" in
+	-m | -m* | --markexpr | --markexpr=*)
+		usage_error "'$arg' would replace the marker expression of each pytest run; use --marker EXPR instead"
+		;;
+	esac
+done
 if ! [[ "$timeout_minutes" =~ ^[1-9][0-9]*$ ]]; then
 	usage_error "--timeout must be a whole number of minutes, got '$timeout_minutes'"
 fi
@@ -103,11 +116,14 @@ qemu_timeout=$((job_timeout + 300))
 # guest-init.sh and guest-job.sh source this file.
 {
 	echo "AGENT_TRACER_VM_JOB_TIMEOUT=$job_timeout"
-	declare -p pytest_args
+	declare -p pytest_args pytest_marker
 } >"$out/job.env"
 
 echo "run.sh: booting kernel $(cat "$image/kernel-release") from $image under TCG" >&2
 echo "run.sh: repository $repo, output in $out, job time limit $job_timeout s" >&2
+if [ -n "$pytest_marker" ]; then
+	echo "run.sh: both pytest runs narrowed by the marker expression: $pytest_marker" >&2
+fi
 
 # TCG, because the CI machines are themselves VMs without a usable KVM.
 # snapshot=on sends the guest's disk writes to a temporary file, so every
