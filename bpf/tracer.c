@@ -50,6 +50,18 @@ BPF_PERCPU_ARRAY(cpu_ns, u64, MAX_ROLES);
 /* 0 -> time of this CPU's last context switch. Written by sched_switch. */
 BPF_PERCPU_ARRAY(last_switch_ns, u64, 1);
 
+/*
+ * 0 -> the task on this CPU whose process has just ended, and its role.
+ * sched_process_exit clears the role before the task's last switch out, so
+ * this keeps the role for that switch. Written by sched_process_exit; read
+ * and cleared by sched_switch.
+ */
+struct exiting_task {
+	u32 tid;
+	u16 role;
+};
+BPF_PERCPU_ARRAY(exiting_task, struct exiting_task, 1);
+
 /* tgid -> the process's argv area (arg_start and arg_end of /proc/PID/stat).
  * Written by user space for the processes it seeds, copied to the child by
  * task_newtask (a fork without exec shares its parent's layout), deleted by
@@ -278,6 +290,17 @@ TRACEPOINT_PROBE(task, task_newtask)
 	return emit_fork(args, tgid, child, role);
 }
 
+static __always_inline void remember_exiting_task(u16 role)
+{
+	u32 zero = 0;
+	struct exiting_task *task = exiting_task.lookup(&zero);
+
+	if (!task)
+		return;
+	task->tid = current_tid();
+	task->role = role;
+}
+
 /*
  * sched:sched_process_exit fires for every exiting thread. Only the end of
  * the thread group clears the role, so that a main thread that calls
@@ -299,6 +322,7 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
 
 	role_of_tgid.update(&tgid, &none);
 	argv_area.delete(&tgid);
+	remember_exiting_task(role);
 
 	ev = reserve_event(sizeof(*ev));
 	if (!ev)
@@ -533,6 +557,25 @@ TRACEPOINT_PROBE(syscalls, sys_exit_execveat)
 #endif /* TRACE_EXEC_ATTEMPTS */
 
 /*
+ * Returns the role of the task switching out. A task whose process has ended
+ * runs the rest of its exit until this switch, and that time is its role's.
+ */
+static __always_inline u32 switching_role(void)
+{
+	u32 zero = 0;
+	struct exiting_task *exiting = exiting_task.lookup(&zero);
+
+	if (exiting && exiting->tid) {
+		u32 tid = exiting->tid;
+
+		exiting->tid = 0;
+		if (tid == current_tid())
+			return exiting->role;
+	}
+	return role_of(current_tgid());
+}
+
+/*
  * sched:sched_switch runs in the context of the task switching out, so the
  * time since this CPU's previous switch is that task's time on the CPU.
  */
@@ -551,7 +594,7 @@ TRACEPOINT_PROBE(sched, sched_switch)
 	if (!delta)
 		return 0;
 
-	role = role_of(current_tgid());
+	role = switching_role();
 	if (!role)
 		return 0;
 

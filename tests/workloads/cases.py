@@ -199,13 +199,19 @@ def case_storm(workers, rounds):
     return {"workers": pids}
 
 
-def case_busy_child(milliseconds):
-    """A child burns CPU for N ms; returns its CPU time and this process's own since the gate."""
+def case_busy_child(milliseconds, policy="normal"):
+    """A child burns CPU for N ms; returns its CPU time and this process's own since the gate.
+
+    With policy "fifo" the child runs under SCHED_FIFO, so no ordinary task
+    preempts it: its whole run is one slice that ends only when it exits.
+    """
     start = resource.getrusage(resource.RUSAGE_SELF)
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(read)
+        if policy == "fifo":
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
         end = time.thread_time() + float(milliseconds) / 1000
         while time.thread_time() < end:
             pass
