@@ -10,7 +10,8 @@
 #     that it leaves running fail the step, because they would disturb the
 #     tests.
 #  4. Run vagrant/test.sh: the unprivileged suite, `agent-tracer check` and
-#     the root suite, as the Vagrantfile's "test" provisioner does.
+#     the root suite, as the Vagrantfile's "test" provisioner does, or the
+#     steps that run.sh --steps selects.
 #
 # A failure in steps 1-2 ends the job, because nothing after them can run.
 # Steps 3 and 4 both run; the job exits 1 if either failed.
@@ -23,10 +24,11 @@ set -u -o pipefail
 repo=$1
 user=$2
 
-# run.sh sets the pytest arguments and marker expression in job.env; none
-# by default.
+# run.sh sets the pytest arguments, the marker expression and the steps of
+# vagrant/test.sh in job.env. These are the defaults.
 pytest_args=()
 pytest_marker=
+test_steps=unprivileged,check,root
 if [ -f /mnt/out/job.env ]; then
 	. /mnt/out/job.env
 fi
@@ -91,7 +93,8 @@ fi
 
 step "running vagrant/test.sh"
 test_status=0
-AGENT_TRACER_TEST_USER=$user AGENT_TRACER_TEST_MARKER=$pytest_marker "$repo/vagrant/test.sh" "$repo" "${pytest_args[@]}" || test_status=$?
+AGENT_TRACER_TEST_USER=$user AGENT_TRACER_TEST_MARKER=$pytest_marker AGENT_TRACER_TEST_STEPS=$test_steps \
+	"$repo/vagrant/test.sh" "$repo" "${pytest_args[@]}" || test_status=$?
 
 if [ "$demo_status" -ne 0 ] || [ "$test_status" -ne 0 ]; then
 	fail "failed: demo exit status $demo_status, vagrant/test.sh exit status $test_status"

@@ -7,7 +7,8 @@
 # guest-init.sh and guest-job.sh.
 #
 # Usage: sudo .ci/vm/run.sh [--image DIR] [--out DIR] [--timeout MINUTES]
-#                           [--marker EXPR] [--repo DIR] [-- PYTEST-ARGS...]
+#                           [--marker EXPR] [--steps LIST] [--repo DIR]
+#                           [-- PYTEST-ARGS...]
 #   --image DIR        image built by build-image.sh (default: build or reuse
 #                      the cached one)
 #   --out DIR          output directory, which must be empty or missing
@@ -16,6 +17,8 @@
 #                      gets 5 minutes more for boot and power-off
 #   --marker EXPR      pytest marker expression that narrows both the
 #                      unprivileged and the root run, e.g. "not soak"
+#   --steps LIST       steps of vagrant/test.sh to run, from
+#                      "unprivileged,check,root" (the default)
 #   --repo DIR         repository to test (default: this script's checkout)
 #   PYTEST-ARGS        passed to both pytest runs in the guest; not -m,
 #                      because each run sets its own marker expression
@@ -37,23 +40,25 @@ image=
 out=
 timeout_minutes=60
 pytest_marker=
+test_steps=unprivileged,check,root
 pytest_args=()
 
 usage_error() {
 	echo "run.sh: $*" >&2
-	echo "usage: run.sh [--image DIR] [--out DIR] [--timeout MINUTES] [--marker EXPR] [--repo DIR] [-- PYTEST-ARGS...]" >&2
+	echo "usage: run.sh [--image DIR] [--out DIR] [--timeout MINUTES] [--marker EXPR] [--steps LIST] [--repo DIR] [-- PYTEST-ARGS...]" >&2
 	exit 2
 }
 
 while [ $# -gt 0 ]; do
 	case "$1" in
-	--image | --out | --timeout | --marker | --repo)
+	--image | --out | --timeout | --marker | --steps | --repo)
 		[ $# -ge 2 ] || usage_error "$1 needs a value"
 		case "$1" in
 		--image) image=$2 ;;
 		--out) out=$2 ;;
 		--timeout) timeout_minutes=$2 ;;
 		--marker) pytest_marker=$2 ;;
+		--steps) test_steps=$2 ;;
 		--repo) repo=$2 ;;
 		esac
 		shift 2
@@ -79,6 +84,16 @@ for arg in "${pytest_args[@]}"; do
 		;;
 	esac
 done
+# vagrant/test.sh checks the list again in the guest.
+for step in ${test_steps//,/ }; do
+	case "$step" in
+	unprivileged | check | root) ;;
+	*) usage_error "unknown step '$step' in --steps; the steps are unprivileged, check and root" ;;
+	esac
+done
+if [ -z "${test_steps//[, ]/}" ]; then
+	usage_error "--steps names no step; the steps are unprivileged, check and root"
+fi
 if ! [[ "$timeout_minutes" =~ ^[1-9][0-9]*$ ]]; then
 	usage_error "--timeout must be a whole number of minutes, got '$timeout_minutes'"
 fi
@@ -116,14 +131,12 @@ qemu_timeout=$((job_timeout + 300))
 # guest-init.sh and guest-job.sh source this file.
 {
 	echo "AGENT_TRACER_VM_JOB_TIMEOUT=$job_timeout"
-	declare -p pytest_args pytest_marker
+	declare -p pytest_args pytest_marker test_steps
 } >"$out/job.env"
 
 echo "run.sh: booting kernel $(cat "$image/kernel-release") from $image under TCG" >&2
 echo "run.sh: repository $repo, output in $out, job time limit $job_timeout s" >&2
-if [ -n "$pytest_marker" ]; then
-	echo "run.sh: both pytest runs narrowed by the marker expression: $pytest_marker" >&2
-fi
+echo "run.sh: steps in the guest: $test_steps${pytest_marker:+; marker expression: $pytest_marker}" >&2
 
 # TCG, because the CI machines are themselves VMs without a usable KVM.
 # snapshot=on sends the guest's disk writes to a temporary file, so every
