@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from livetracer import LiveTracer, Workload, role_summary, settled
+from livetracer import LiveTracer, Workload, role_summary
 from test_root_attribution import unique_role
 
 pytestmark = pytest.mark.root
@@ -17,9 +17,11 @@ def test_budget_sheds_argument_capture(tmp_path):
         role = unique_role("budget")
         workload = Workload(role, "cases.py", "storm", os.cpu_count(), 1500)
         workload.run(tracer)
-        records = settled(tracer, workload.pid, role)
     finally:
+        # Stopping drains the ring buffer. Waiting for a bucket instead could
+        # take minutes, because the budget stretches the interval up to 60 s.
         code, _ = tracer.stop()
+    records = tracer.read()
     assert code == 0
 
     notices = [r for r in records if r.get("type") == "notice" and r["kind"] == "cpu_budget"]
