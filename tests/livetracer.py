@@ -120,11 +120,11 @@ class Workload:
         )
         self.pid = self.process.pid
 
-    def run(self, tracer, timeout=600, settle=0.0):
-        """Wait until the tracer has seen the root, open the gate, wait for the end; return its JSON output.
+    def open_gate(self, tracer, settle=0.0, close_stdin=True):
+        """Wait until the tracer has seen the root, wait settle seconds, then open the gate.
 
-        settle seconds pass between the two, so that CPU time the root
-        used before the gate is in buckets that end before `gate_ns`.
+        The gate opens at `gate_ns`. With close_stdin false, stdin stays open
+        for a workload that reads more lines.
         """
         tracer.wait_for_record(
             lambda r: r.get("type") in ("root", "task") and r.get("pid") == self.pid and r.get("role") == self.role,
@@ -132,7 +132,19 @@ class Workload:
         )
         time.sleep(settle)
         self.gate_ns = time.monotonic_ns()
-        out, _ = self.process.communicate("go\n", timeout=timeout)
+        self.process.stdin.write("go\n")
+        self.process.stdin.flush()
+        if close_stdin:
+            self.process.stdin.close()
+
+    def run(self, tracer, timeout=600, settle=0.0):
+        """Wait until the tracer has seen the root, open the gate, wait for the end; return its JSON output.
+
+        settle seconds pass between the two, so that CPU time the root
+        used before the gate is in buckets that end before `gate_ns`.
+        """
+        self.open_gate(tracer, settle, close_stdin=False)
+        out, _ = self.process.communicate(timeout=timeout)
         assert self.process.returncode == 0, f"workload {self.argv} exited with {self.process.returncode}"
         last = out.strip().splitlines()[-1] if out.strip() else "{}"
         return json.loads(last)

@@ -252,6 +252,10 @@ def parse_strace(log_path: str) -> tuple[dict[int, int], set[int], list[tuple[in
             assert call is not None, f"unparsed strace line: {raw!r}"
             name, arguments, result = call.groups()
             if name in ("clone", "clone3", "fork", "vfork"):
+                # "= ?": the caller ended inside the call, so strace never
+                # saw its result.
+                if result == "?":
+                    continue
                 child = int(result)
                 assert child > 0, f"failed {name} in strace line: {raw!r}"
                 parents[child] = pid

@@ -7,7 +7,7 @@ import sys
 from importlib.util import find_spec
 
 import pytest
-from click.testing import CliRunner
+from clirunner import separate_stderr_runner
 from test_report_analysis import configure_records, host_records, write_stream
 
 from tracer.report.command import report_command
@@ -23,7 +23,7 @@ PROCESS_COMMAND_RGB = (0xD6, 0x27, 0x28)
 
 
 def invoke(*args: str):
-    return CliRunner().invoke(report_command, list(args))
+    return separate_stderr_runner().invoke(report_command, list(args))
 
 
 def png_size(path) -> tuple[int, int]:

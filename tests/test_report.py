@@ -12,7 +12,7 @@ import tracemalloc
 import click
 import msgpack
 import pytest
-from click.testing import CliRunner
+from clirunner import separate_stderr_runner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -424,7 +424,7 @@ def web2(tmp_path):
 
 
 def invoke(*args: str):
-    return CliRunner().invoke(report_command, list(args))
+    return separate_stderr_runner().invoke(report_command, list(args))
 
 
 def test_json_one_host_exact(web1):
@@ -889,8 +889,8 @@ def test_command_in_group(web1):
 
     main.add_command(report_command)
 
-    result = CliRunner().invoke(main, ["report", "--format", "json", web1])
-    help_result = CliRunner().invoke(main, ["report", "--help"])
+    result = separate_stderr_runner().invoke(main, ["report", "--format", "json", web1])
+    help_result = separate_stderr_runner().invoke(main, ["report", "--help"])
 
     assert result.exit_code == 0
     assert json.loads(result.stdout)["roles"]["keep_alive"]["process_forks"] == 5

@@ -15,7 +15,7 @@ import subprocess
 import sys
 
 import pytest
-from click.testing import CliRunner
+from clirunner import separate_stderr_runner
 
 from tracer.report import aggregate, build_report, lineage
 from tracer.report.command import report_command
@@ -135,7 +135,7 @@ def write_stream(path, records: list[dict]) -> str:
 
 
 def invoke(*args: str):
-    return CliRunner().invoke(report_command, list(args))
+    return separate_stderr_runner().invoke(report_command, list(args))
 
 
 def configure_records(end_marker: bool = True) -> list[dict]:

@@ -331,6 +331,53 @@ def test_oversized_record(tmp_path):
     )
 
 
+def marker_of_size(size: int, strings: int) -> dict:
+    """Return a marker that packs to exactly `size` bytes, most of them in `strings` strings."""
+    part = "p" * ((size - 8 * strings - 1000) // strings)
+    record = {"type": "marker", "ts": 1, "name": "", "detail": {"parts": [part] * strings}}
+    unnamed_size = len(msgpack.packb(record, use_bin_type=True))
+
+    # A longer name also has a longer msgpack header than the empty one.
+    for header_growth in (0, 1, 2, 4):
+        record["name"] = "x" * (size - unnamed_size - header_growth)
+        if len(msgpack.packb(record, use_bin_type=True)) == size:
+            return record
+    raise AssertionError(f"no marker packs to exactly {size} bytes")
+
+
+@pytest.mark.parametrize("strings", [1, 1024])
+def test_record_at_limit_is_read(tmp_path, strings):
+    records = sample_records()
+    records.insert(-1, marker_of_size(stream.MAX_RECORD_BYTES, strings))
+    path = write_bytes(tmp_path / "limit.msgpack", pack(records))
+
+    reader, read_back = read_all(path)
+
+    assert read_back == records
+    assert reader.problem is None
+    assert reader.truncated is False
+
+
+# Both records are made of 1024 strings of a few KiB each, far below the
+# limit. The first ends less than one read past the limit, so the reader
+# rejects it after decoding it. The second is still incomplete when the
+# limit is reached, so the reader rejects it before reading on.
+@pytest.mark.parametrize("size", [stream.MAX_RECORD_BYTES + 1, 2 * stream.MAX_RECORD_BYTES])
+def test_oversized_record_of_short_strings(tmp_path, size):
+    records = sample_records()
+    records.insert(-1, marker_of_size(size, 1024))
+    path = write_bytes(tmp_path / "huge.msgpack", pack(records))
+
+    reader, read_back = read_all(path)
+
+    assert read_back == records[:-2]
+    assert reader.problem == (
+        f"the record at byte {len(pack(records[:-2]))} is larger than "
+        f"the limit of {stream.MAX_RECORD_BYTES} bytes"
+    )
+    assert reader.trailer is None
+
+
 def test_iterates_once(tmp_path):
     path = write_bytes(tmp_path / "once.msgpack", pack(sample_records()))
     reader = read_stream(path)

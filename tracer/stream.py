@@ -402,13 +402,28 @@ def _remove_existing_output(path: str, force: bool) -> None:
 
 
 class _CountingReader:
-    """File wrapper that counts the bytes read, which works on pipes too."""
+    """File wrapper that counts the bytes read and enforces MAX_RECORD_BYTES.
+
+    Counting works on pipes too. A read request made when MAX_RECORD_BYTES
+    bytes from `record_start` on have been read raises msgpack.BufferFull,
+    because the record being decoded is then over the limit. msgpack's own
+    max_buffer_size is not enough, because its C unpacker drops the decoded
+    part of a record from the buffer and so limits single strings, not
+    records. Before msgpack 1.0.4
+    (https://github.com/msgpack/msgpack-python/pull/506), a full buffer also
+    ended the C unpacker's iteration like the end of the file, and the
+    pure-Python unpacker read on past the limit.
+    """
 
     def __init__(self, fileobj: BinaryIO):
         self._fileobj = fileobj
         self.bytes_read = 0
+        self.record_start = 0
 
     def read(self, size: int = -1) -> bytes:
+        if self.bytes_read - self.record_start >= MAX_RECORD_BYTES:
+            raise msgpack.BufferFull
+
         data = self._fileobj.read(size)
         self.bytes_read += len(data)
         return data
@@ -508,21 +523,26 @@ class StreamReader:
     def _read_body(self) -> Iterator[dict]:
         while True:
             record_offset = self.offset
+            self._counter.record_start = record_offset
             try:
                 record = next(self._unpacker)
             except StopIteration:
                 self._finish(record_offset)
                 return
             except msgpack.BufferFull:
-                self.problem = (
-                    f"the record at byte {record_offset} is larger than "
-                    f"the limit of {MAX_RECORD_BYTES} bytes"
-                )
+                self.problem = _oversized_record_problem(record_offset)
                 return
             except _DECODE_ERRORS as error:
                 self.problem = (
                     f"the record at byte {record_offset} is not valid msgpack ({_describe(error)})"
                 )
+                return
+
+            # _CountingReader stops a larger record only when the unpacker
+            # requests more data, but one read can bring in the rest of a
+            # record that is only a little over the limit.
+            if self._unpacker.tell() - record_offset > MAX_RECORD_BYTES:
+                self.problem = _oversized_record_problem(record_offset)
                 return
 
             self.problem = self._check_body_record(record, record_offset)
@@ -581,6 +601,13 @@ class StreamReader:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _oversized_record_problem(record_offset: int) -> str:
+    return (
+        f"the record at byte {record_offset} is larger than "
+        f"the limit of {MAX_RECORD_BYTES} bytes"
+    )
 
 
 def _describe(error: Exception) -> str:

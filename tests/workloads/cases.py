@@ -204,6 +204,8 @@ def case_busy_child(milliseconds, policy="normal"):
 
     With policy "fifo" the child runs under SCHED_FIFO, so no ordinary task
     preempts it: its whole run is one slice that ends only when it exits.
+    The result line comes before this process waits for a last line on
+    stdin, and again at its end.
     """
     start = resource.getrusage(resource.RUSAGE_SELF)
     read, write = os.pipe()
@@ -220,7 +222,13 @@ def case_busy_child(milliseconds, policy="normal"):
     _, status, usage = os.wait4(pid, 0)
     end = resource.getrusage(resource.RUSAGE_SELF)
     own = (end.ru_utime - start.ru_utime) + (end.ru_stime - start.ru_stime)
-    return {"child": pid, "cpu_seconds": usage.ru_utime + usage.ru_stime, "parent_cpu_seconds": own}
+    result = {"child": pid, "cpu_seconds": usage.ru_utime + usage.ru_stime, "parent_cpu_seconds": own}
+
+    # Wait for the test to read the buckets, so that the interpreter's exit
+    # (slow under emulation) is not in them.
+    print(json.dumps(result), flush=True)
+    sys.stdin.readline()
+    return result
 
 
 def main():
