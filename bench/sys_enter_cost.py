@@ -84,9 +84,11 @@ RAW_TRACEPOINT_PROBE(sys_enter)
 	return 0;
 }
 """
-EXEC_TRACEPOINTS = r"""
-TRACEPOINT_PROBE(syscalls, sys_enter_execve) { return 0; }
+EXEC_EXIT_TRACEPOINT = r"""
 TRACEPOINT_PROBE(syscalls, sys_exit_execve) { return 0; }
+"""
+EXEC_TRACEPOINTS = EXEC_EXIT_TRACEPOINT + r"""
+TRACEPOINT_PROBE(syscalls, sys_enter_execve) { return 0; }
 """
 
 # (name, program, BPF statistics on)
@@ -94,6 +96,7 @@ VARIANTS = [
     ("empty raw sys_enter", EMPTY, False),
     ("+ tgid lookup and count", COUNT, False),
     ("+ regs->cs read (compat check)", COUNT_WITH_COMPAT, False),
+    ("+ syscalls:sys_exit_execve only", COUNT_WITH_COMPAT + EXEC_EXIT_TRACEPOINT, False),
     ("+ syscalls:sys_{enter,exit}_execve", COUNT_WITH_COMPAT + EXEC_TRACEPOINTS, False),
     ("+ BPF statistics on", COUNT_WITH_COMPAT + EXEC_TRACEPOINTS, True),
     ("empty raw sys_enter, statistics on", EMPTY, True),

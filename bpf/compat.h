@@ -58,6 +58,33 @@ static __always_inline int is_compat_syscall(struct pt_regs *regs)
 #endif
 
 /*
+ * Where the sys_enter program can read a syscall's arguments and tell
+ * compat syscalls apart (x86_64 with a raw tracepoint), it stashes exec
+ * attempts itself. Then no syscalls:sys_enter_* tracepoint is attached:
+ * the kernel runs perf's syscall handler on every syscall entry of every
+ * process while one is. Elsewhere syscalls:sys_enter_execve(at) do it.
+ */
+#if defined(__x86_64__) && defined(USE_RAW_TRACEPOINT)
+#define EXEC_ENTRY_IN_SYS_ENTER
+#define NR_EXECVE 59
+#define NR_EXECVEAT 322
+
+/* Returns argument i (0 to 2) of the syscall being entered. */
+static __always_inline unsigned long syscall_arg(struct pt_regs *regs, int i)
+{
+	unsigned long value = 0;
+
+	if (i == 0)
+		bpf_probe_read_kernel(&value, sizeof(value), &regs->di);
+	else if (i == 1)
+		bpf_probe_read_kernel(&value, sizeof(value), &regs->si);
+	else
+		bpf_probe_read_kernel(&value, sizeof(value), &regs->dx);
+	return value;
+}
+#endif
+
+/*
  * Kernels older than 5.8 have no BPF ring buffer: events go through a
  * per-CPU perf buffer instead, built in a per-CPU scratch slot.
  */

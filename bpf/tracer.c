@@ -390,61 +390,6 @@ out:
 }
 
 #ifdef COUNT_SYSCALLS
-/*
- * raw_syscalls:sys_enter fires for every syscall of every task, so the
- * unattributed case returns after one array lookup. Counts stay in per-CPU
- * slots; user space reads and diffs them once per bucket.
- */
-SYS_ENTER_PROBE
-{
-	u32 tgid = current_tgid();
-	u16 *value, role;
-	long nr;
-	u32 compat, slot;
-	u64 *count;
-
-	value = role_of_tgid.lookup(&tgid);
-	if (!value)
-		return 0;
-	role = *value & ROLE_MASK;
-	if (!role)
-		role = OTHER_ROLE;
-	if (!role || role >= MAX_ROLES)
-		return 0;
-
-	nr = sys_enter_nr();
-	if (*value & ABI_KNOWN) {
-		compat = !!(*value & ABI_COMPAT);
-	} else {
-		compat = is_compat_syscall(sys_enter_regs());
-		if (*value & ROLE_MASK)
-			*value |= ABI_KNOWN | (compat ? ABI_COMPAT : 0);
-	}
-
-	if (nr >= 0 && nr < ABI_SLOTS) {
-		slot = role * SYSCALL_SLOTS + compat * ABI_SLOTS + nr;
-		count = syscall_counts.lookup(&slot);
-		if (count)
-			(*count)++;
-		return 0;
-	}
-
-	struct syscall_overflow_key key = {
-		.role = role, .nr = nr, .compat = compat
-	};
-	u64 one = 1;
-
-	count = syscall_overflow.lookup(&key);
-	if (count) {
-		__sync_fetch_and_add(count, 1);
-		return 0;
-	}
-	if (syscall_overflow.insert(&key, &one))
-		count_lost(LOST_SYSCALL_OVERFLOW);
-	return 0;
-}
-#endif /* COUNT_SYSCALLS */
-
 #ifdef TRACE_EXEC_ATTEMPTS
 static __always_inline bool capture_argv(void)
 {
@@ -496,13 +441,91 @@ stash:
 	return 0;
 }
 
+#ifdef EXEC_ENTRY_IN_SYS_ENTER
+/* execve(filename, argv, envp) and execveat(fd, filename, argv, envp, flags) */
+static __always_inline void stash_exec_entry(struct pt_regs *regs, long nr)
+{
+	if (nr == NR_EXECVE)
+		stash_exec_attempt((const char *)syscall_arg(regs, 0),
+				   (const char *const *)syscall_arg(regs, 1), -1);
+	else
+		stash_exec_attempt((const char *)syscall_arg(regs, 1),
+				   (const char *const *)syscall_arg(regs, 2),
+				   (s32)syscall_arg(regs, 0));
+}
+#endif
+#endif /* TRACE_EXEC_ATTEMPTS */
+
 /*
- * Exec attempts: the entry stashes the path and arguments; the outcome is
- * sched_process_exec (success) or a negative return here. A successful
- * execveat can return through sys_exit_execve, so the two exits share one
- * handler that keys on the thread, never on the syscall.
- * format: const char *filename; const char *const *argv; ...
+ * raw_syscalls:sys_enter fires for every syscall of every task, so the
+ * unattributed case returns after one array lookup. Counts stay in per-CPU
+ * slots; user space reads and diffs them once per bucket.
  */
+SYS_ENTER_PROBE
+{
+	u32 tgid = current_tgid();
+	u16 *value, role;
+	long nr;
+	u32 compat, slot;
+	u64 *count;
+
+	value = role_of_tgid.lookup(&tgid);
+	if (!value)
+		return 0;
+	role = *value & ROLE_MASK;
+	if (!role)
+		role = OTHER_ROLE;
+	if (!role || role >= MAX_ROLES)
+		return 0;
+
+	nr = sys_enter_nr();
+	if (*value & ABI_KNOWN) {
+		compat = !!(*value & ABI_COMPAT);
+	} else {
+		compat = is_compat_syscall(sys_enter_regs());
+		if (*value & ROLE_MASK)
+			*value |= ABI_KNOWN | (compat ? ABI_COMPAT : 0);
+	}
+
+#if defined(TRACE_EXEC_ATTEMPTS) && defined(EXEC_ENTRY_IN_SYS_ENTER)
+	if (!compat && (nr == NR_EXECVE || nr == NR_EXECVEAT))
+		stash_exec_entry(sys_enter_regs(), nr);
+#endif
+
+	if (nr >= 0 && nr < ABI_SLOTS) {
+		slot = role * SYSCALL_SLOTS + compat * ABI_SLOTS + nr;
+		count = syscall_counts.lookup(&slot);
+		if (count)
+			(*count)++;
+		return 0;
+	}
+
+	struct syscall_overflow_key key = {
+		.role = role, .nr = nr, .compat = compat
+	};
+	u64 one = 1;
+
+	count = syscall_overflow.lookup(&key);
+	if (count) {
+		__sync_fetch_and_add(count, 1);
+		return 0;
+	}
+	if (syscall_overflow.insert(&key, &one))
+		count_lost(LOST_SYSCALL_OVERFLOW);
+	return 0;
+}
+#endif /* COUNT_SYSCALLS */
+
+#ifdef TRACE_EXEC_ATTEMPTS
+/*
+ * Exec attempts: the entry (the sys_enter program, or these tracepoints)
+ * stashes the path and arguments; the outcome is sched_process_exec
+ * (success) or a negative return here. A successful execveat can return
+ * through sys_exit_execve, so the two exits share one handler that keys on
+ * the thread, never on the syscall.
+ */
+#ifndef EXEC_ENTRY_IN_SYS_ENTER
+/* format: const char *filename; const char *const *argv; ... */
 TRACEPOINT_PROBE(syscalls, sys_enter_execve)
 {
 	if (!role_of(current_tgid()))
@@ -517,6 +540,7 @@ TRACEPOINT_PROBE(syscalls, sys_enter_execveat)
 		return 0;
 	return stash_exec_attempt(args->filename, args->argv, args->fd);
 }
+#endif /* !EXEC_ENTRY_IN_SYS_ENTER */
 
 static __always_inline int finish_exec_attempt(void *ctx, long ret)
 {

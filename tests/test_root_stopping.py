@@ -26,16 +26,15 @@ pytestmark = pytest.mark.root
 
 REPO = Path(__file__).parent.parent
 
-# The programs bpf/tracer.c loads on this kernel (raw tracepoint for
-# sys_enter, exec attempts traced through the syscalls tracepoints).
+# The programs bpf/tracer.c loads on x86_64 kernels with raw tracepoints:
+# sys_enter also stashes exec attempts, and only the syscalls exit
+# tracepoints see their outcome.
 TRACER_PROGRAMS = {
     "sys_enter",
     "tracepoint__task__task_newtask",
     "tracepoint__sched__sched_process_exec",
     "tracepoint__sched__sched_process_exit",
     "tracepoint__sched__sched_switch",
-    "tracepoint__syscalls__sys_enter_execve",
-    "tracepoint__syscalls__sys_enter_execveat",
     "tracepoint__syscalls__sys_exit_execve",
     "tracepoint__syscalls__sys_exit_execveat",
 }
