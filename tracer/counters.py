@@ -38,11 +38,13 @@ class PerCpuU64Array:
 
     def read(self):
         """Return a list of per-entry sums over all CPUs."""
-        return self.sum_cpus(memoryview(self._read_raw()).cast("B"))
+        return self.sum_cpus(memoryview(self._read_raw(self.entries)).cast("B"))
 
-    def read_bytes(self):
-        """Return the raw per-CPU values as bytes, entry after entry."""
-        return bytes(memoryview(self._read_raw()).cast("B"))
+    def read_bytes(self, entries=None):
+        """Return the raw per-CPU values of the first `entries` entries (all by default) as bytes."""
+        entries = self.entries if entries is None else entries
+        raw = memoryview(self._read_raw(entries)).cast("B")
+        return bytes(raw[: entries * self.cpus * 8])
 
     def sum_cpus(self, raw):
         """Sum raw per-CPU values (bytes of whole entries) into one value per entry."""
@@ -52,9 +54,9 @@ class PerCpuU64Array:
             totals = list(map(operator.add, totals, view[cpu :: self.cpus].tolist()))
         return totals
 
-    def _read_raw(self):
+    def _read_raw(self, entries):
         if self.batch_supported:
-            count = ct.c_uint32(self.entries)
+            count = ct.c_uint32(entries)
             out_batch = ct.c_uint32(0)
             result = self.lib.bpf_lookup_batch(
                 self.table.map_fd, None, ct.byref(out_batch), self.keys, self.values, ct.byref(count)
@@ -67,7 +69,7 @@ class PerCpuU64Array:
             log.info("BPF_MAP_LOOKUP_BATCH unsupported (kernel before 5.6): reading per key")
             self.batch_supported = False
 
-        for index in range(self.entries):
+        for index in range(entries):
             per_cpu = self.table.getvalue(ct.c_int(index))
             for cpu in range(self.cpus):
                 self.values[index * self.cpus + cpu] = per_cpu[cpu]
@@ -77,8 +79,9 @@ class PerCpuU64Array:
 class CounterReader:
     """Per-role counters kept in the kernel, diffed between successive reads."""
 
-    def __init__(self, program, lib):
+    def __init__(self, program, lib, numbers):
         constants = bpfdefs.header_constants()
+        self.numbers = numbers
         self.max_roles = program.options.max_roles
         self.slots = constants["SYSCALL_SLOTS"]
         self.abi_slots = constants["ABI_SLOTS"]
@@ -110,13 +113,15 @@ class CounterReader:
             return by_role.setdefault(role, {"syscalls": {}, "syscalls_compat": {}, "cpu_ns": 0})
 
         if self.syscalls is not None:
-            # Most roles' rows do not change in a bucket, and most of the
-            # table belongs to unused role numbers: compare raw rows first
-            # and sum per-CPU values only where they changed.
-            current = self.syscalls.read_bytes()
+            # Role numbers are assigned from 1 up, so only the rows up to the
+            # highest assigned one can have counts. Most of those do not
+            # change in a bucket: compare raw rows first and sum per-CPU
+            # values only where they changed.
+            rows = min(len(self.numbers.by_name) + 1, self.max_roles)
+            current = self.syscalls.read_bytes(rows * self.slots)
             previous = self.previous_syscalls
             row = self.slots * 8 * self.syscalls.cpus
-            for role in range(1, self.max_roles):
+            for role in range(1, rows):
                 start = role * row
                 if current[start : start + row] == previous[start : start + row]:
                     continue
@@ -127,7 +132,7 @@ class CounterReader:
                     if delta:
                         table = "syscalls_compat" if slot >= self.abi_slots else "syscalls"
                         role_entry(role)[table][slot % self.abi_slots] = delta
-            self.previous_syscalls = current
+            self.previous_syscalls = current + previous[len(current) :]
             self._add_overflow(role_entry)
 
         cpu = self.cpu.read()

@@ -187,7 +187,7 @@ class TraceSession:
         table = ProcessTable(program, options.rules, numbers)
         translator = EventTranslator(table, numbers, sink)
         program.open_events(translator.handle)
-        counters = CounterReader(program, bcc.libbcc.lib)
+        counters = CounterReader(program, bcc.libbcc.lib, numbers)
 
         start_ns = monotonic_ns()
         self.features = features

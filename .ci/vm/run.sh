@@ -20,6 +20,8 @@
 #   --steps LIST       steps of vagrant/test.sh to run, from
 #                      "unprivileged,check,root" (the default)
 #   --repo DIR         repository to test (default: this script's checkout)
+#   --check-args       check the options and exit (.ci/vm-stage uses it
+#                      before its slow steps)
 #   PYTEST-ARGS        passed to both pytest runs in the guest; not -m,
 #                      because each run sets its own marker expression
 #
@@ -42,6 +44,7 @@ timeout_minutes=60
 pytest_marker=
 test_steps=unprivileged,check,root
 pytest_args=()
+check_args_only=0
 
 usage_error() {
 	echo "run.sh: $*" >&2
@@ -67,6 +70,10 @@ while [ $# -gt 0 ]; do
 		shift
 		pytest_args=("$@")
 		break
+		;;
+	--check-args)
+		check_args_only=1
+		shift
 		;;
 	-h | --help)
 		awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"
@@ -96,6 +103,9 @@ if [ -z "${test_steps//[, ]/}" ]; then
 fi
 if ! [[ "$timeout_minutes" =~ ^[1-9][0-9]*$ ]]; then
 	usage_error "--timeout must be a whole number of minutes, got '$timeout_minutes'"
+fi
+if [ "$check_args_only" = 1 ]; then
+	exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
 	usage_error "must run as root (the image and its cache belong to root); try: sudo $0"
