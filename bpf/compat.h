@@ -39,7 +39,9 @@
  * On x86_64 a syscall made from 32-bit code enters with the i386 number.
  * Its code segment tells it apart: __USER32_CS is 0x23, __USER_CS 0x33.
  * NOTE: an `int 0x80` issued from 64-bit code is a compat syscall made with
- * the 64-bit code segment and is counted under the native table.
+ * the 64-bit code segment and is counted under the native table. If its
+ * number is 59 or 322, it is also stashed as an exec attempt that no exit
+ * consumes, until the thread's next exec.
  */
 #if defined(__x86_64__) && defined(USE_RAW_TRACEPOINT)
 #define USER32_CS 0x23
