@@ -33,36 +33,25 @@ BPF_ARRAY(role_of_tgid, u16, 4194304);
 BPF_PERCPU_ARRAY(counts, u64, 32 * 1024);
 """
 EMPTY = "RAW_TRACEPOINT_PROBE(sys_enter) { return 0; }"
+# With READ_CS defined, the count also reads regs->cs on every call to tell
+# compat syscalls apart; agent-tracer reads it once per process instead.
 COUNT = r"""
-RAW_TRACEPOINT_PROBE(sys_enter)
+static __always_inline u32 compat_offset(struct bpf_raw_tracepoint_args *ctx)
 {
-	u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	u16 *role;
-	u64 *count;
-	u32 slot;
-	long nr;
-
-	if (tgid >= 4194304)
-		return 0;
-	role = role_of_tgid.lookup(&tgid);
-	if (!role || !*role)
-		return 0;
-	nr = ctx->args[1];
-	if (nr < 0 || nr >= 512)
-		return 0;
-	slot = *role * 1024 + nr;
-	count = counts.lookup(&slot);
-	if (count)
-		(*count)++;
-	return 0;
-}
-"""
-COUNT_WITH_COMPAT = r"""
-RAW_TRACEPOINT_PROBE(sys_enter)
-{
-	u32 tgid = bpf_get_current_pid_tgid() >> 32;
+#ifdef READ_CS
 	struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
 	unsigned long cs = 0;
+
+	bpf_probe_read_kernel(&cs, sizeof(cs), &regs->cs);
+	return (cs == 0x23) * 512;
+#else
+	return 0;
+#endif
+}
+
+RAW_TRACEPOINT_PROBE(sys_enter)
+{
+	u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	u16 *role;
 	u64 *count;
 	u32 slot;
@@ -74,16 +63,16 @@ RAW_TRACEPOINT_PROBE(sys_enter)
 	if (!role || !*role)
 		return 0;
 	nr = ctx->args[1];
-	bpf_probe_read_kernel(&cs, sizeof(cs), &regs->cs);
 	if (nr < 0 || nr >= 512)
 		return 0;
-	slot = *role * 1024 + (cs == 0x23) * 512 + nr;
+	slot = *role * 1024 + compat_offset(ctx) + nr;
 	count = counts.lookup(&slot);
 	if (count)
 		(*count)++;
 	return 0;
 }
 """
+COUNT_WITH_COMPAT = "#define READ_CS\n" + COUNT
 EXEC_EXIT_TRACEPOINT = r"""
 TRACEPOINT_PROBE(syscalls, sys_exit_execve) { return 0; }
 """

@@ -138,10 +138,10 @@ class Workload:
             self.process.stdin.close()
 
     def run(self, tracer, timeout=600, settle=0.0):
-        """Wait until the tracer has seen the root, open the gate, wait for the end; return its JSON output.
+        """Open the gate as open_gate does, wait for the end, and return the last JSON line.
 
-        settle seconds pass between the two, so that CPU time the root
-        used before the gate is in buckets that end before `gate_ns`.
+        settle lets the CPU time that the root used before the gate fall in
+        buckets that end before `gate_ns`.
         """
         self.open_gate(tracer, settle, close_stdin=False)
         out, _ = self.process.communicate(timeout=timeout)

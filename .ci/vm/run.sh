@@ -20,8 +20,8 @@
 #   --steps LIST       steps of vagrant/test.sh to run, from
 #                      "unprivileged,check,root" (the default)
 #   --repo DIR         repository to test (default: this script's checkout)
-#   --check-args       check the options and exit (.ci/vm-stage uses it
-#                      before its slow steps)
+#   --check-args       check the options, then exit; .ci/vm-stage runs
+#                      this before its slow steps
 #   PYTEST-ARGS        passed to both pytest runs in the guest; not -m,
 #                      because each run sets its own marker expression
 #
@@ -92,14 +92,15 @@ for arg in "${pytest_args[@]}"; do
 	esac
 done
 # vagrant/test.sh checks the list again in the guest.
+known_steps="the steps are unprivileged, check and root"
 for step in ${test_steps//,/ }; do
 	case "$step" in
 	unprivileged | check | root) ;;
-	*) usage_error "unknown step '$step' in --steps; the steps are unprivileged, check and root" ;;
+	*) usage_error "unknown step '$step' in --steps; $known_steps" ;;
 	esac
 done
 if [ -z "${test_steps//[, ]/}" ]; then
-	usage_error "--steps names no step; the steps are unprivileged, check and root"
+	usage_error "--steps names no step; $known_steps"
 fi
 if ! [[ "$timeout_minutes" =~ ^[1-9][0-9]*$ ]]; then
 	usage_error "--timeout must be a whole number of minutes, got '$timeout_minutes'"
